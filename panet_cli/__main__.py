@@ -1,0 +1,3 @@
+from panet_cli.cli.app import main
+
+main()

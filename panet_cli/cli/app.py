@@ -1,0 +1,38 @@
+"""The root Typer app: joins the command modules. Heavy imports happen inside commands only."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from panet_cli import __version__
+from panet_cli.cli import train
+
+app = typer.Typer(
+    name="panet",
+    help="Image restoration with Pyramid Attention Networks: denoise, super-resolve, remove JPEG artifacts, demosaic.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+train.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"panet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Image restoration with Pyramid Attention Networks."""
+
+
+def main() -> None:
+    app()

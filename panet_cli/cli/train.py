@@ -1,0 +1,62 @@
+"""``panet train``: train PANet / PA-EDSR on a folder of clean images, degrading on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def train_command(
+    data: Path = typer.Argument(..., help="Folder of clean training images.", exists=True, file_okay=False),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the best weights (.safetensors)."),
+    task: str = typer.Option("denoise", help="denoise | sr | car | demosaic"),
+    blocks: int = typer.Option(16, help="Residual blocks (even; attention sits in the middle)."),
+    feats: int = typer.Option(64, help="Feature channels."),
+    reduction: int = typer.Option(2, help="Attention matching channels = feats / reduction."),
+    window: int = typer.Option(32, help="Attention window in pixels (0 = whole input)."),
+    window_overlap: int = typer.Option(8, help="Pixels shared by neighbouring attention windows."),
+    scale: int = typer.Option(4, help="Upscaling factor (task sr)."),
+    attention: bool = typer.Option(True, "--attention/--no-attention", help="Train with the attention on or bypassed."),
+    patch: int = typer.Option(48, help="Training crop size (of the target image)."),
+    batch: int = typer.Option(16, help="Crops per step (per process under torchrun)."),
+    steps: int = typer.Option(1000, help="Total step count to reach (a resumed run continues its count)."),
+    lr: float = typer.Option(2e-4, help="Initial learning rate of this stage (cosine-decayed)."),
+    sigma_min: float = typer.Option(0.0, help="Noise range, 0-255 scale (task denoise)."),
+    sigma_max: float = typer.Option(75.0),
+    quality_min: int = typer.Option(10, help="JPEG quality range (task car)."),
+    quality_max: int = typer.Option(60),
+    pattern: str = typer.Option("RGGB", help="Bayer pattern (task demosaic)."),
+    colors: int = typer.Option(3, help="Image channels: 3 colour, 1 grayscale."),
+    val_every: int = typer.Option(250, help="Validate (and save if best) every N steps."),
+    precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto times both and keeps the faster)."),
+    threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
+    seed: int = typer.Option(0),
+    resume: Optional[Path] = typer.Option(None, help="Continue from our .safetensors weights or a .state.pt file."),
+) -> None:
+    """Train a model (see weights/README.md for the recipes behind the shipped weights)."""
+    from rich.console import Console
+
+    from panet_cli.training.loop import TrainConfig, train
+    from panet_cli.training.tasks import DegradationRecipe
+
+    console = Console(stderr=True)
+    network: dict = {"n_resblocks": blocks, "n_feats": feats, "n_colors": colors, "window": window or None,
+                     "window_overlap": window_overlap}
+    if task == "sr":
+        arch = "PAEDSR"
+        network.update(scale=scale, reduction=reduction)
+    else:
+        arch = "PANet"
+        network.update(reduction=reduction, input_skip=True)
+    recipe = DegradationRecipe(task, sigma_min, sigma_max, quality_min=quality_min, quality_max=quality_max,
+                               scale=scale, pattern=pattern)
+    config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
+                         attention=attention, patch=patch, batch=batch, steps=steps, lr=lr, val_every=val_every,
+                         precision=precision, threads=threads, seed=seed, resume=resume)
+    train(config, log=lambda m: console.log(m))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

@@ -1,0 +1,65 @@
+"""Training crops from a folder of clean images, kept in memory as uint8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"no images found in {folder}")
+    return paths
+
+
+def load_uint8(paths: list[Path], channels: int) -> list[torch.Tensor]:
+    """Images as (C, H, W) uint8 tensors; ``channels`` 1 converts to luma (ITU-R 601, as Pillow)."""
+    mode = "L" if channels == 1 else "RGB"
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert(mode))
+        arr = arr[..., None] if arr.ndim == 2 else arr
+        out.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+    return out
+
+
+class CropSampler:
+    """Random crops with random flips and 90-degree rotations, drawn from a seeded generator."""
+
+    def __init__(self, images: list[torch.Tensor], patch: int, seed: int) -> None:
+        self.images = [im for im in images if min(im.shape[1:]) >= patch]
+        if not self.images:
+            raise ValueError(f"no training image is at least {patch} pixels on each side")
+        self.patch = patch
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def batch(self, size: int) -> torch.Tensor:
+        g = self.generator
+        crops = []
+        for _ in range(size):
+            im = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+            y = int(torch.randint(im.shape[1] - self.patch + 1, (1,), generator=g))
+            x = int(torch.randint(im.shape[2] - self.patch + 1, (1,), generator=g))
+            crop = im[:, y : y + self.patch, x : x + self.patch]
+            if torch.rand(1, generator=g) < 0.5:
+                crop = crop.flip(2)
+            crop = torch.rot90(crop, int(torch.randint(4, (1,), generator=g)), dims=(1, 2))
+            crops.append(crop)
+        return torch.stack(crops).float().div_(255)
+
+
+def center_crops(images: list[torch.Tensor], size: int) -> torch.Tensor:
+    """Fixed validation crops: the centre ``size`` x ``size`` of every image."""
+    crops = []
+    for im in images:
+        y = (im.shape[1] - size) // 2
+        x = (im.shape[2] - size) // 2
+        crops.append(im[:, y : y + size, x : x + size])
+    return torch.stack(crops).float().div(255)
