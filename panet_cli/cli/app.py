@@ -8,6 +8,10 @@ import typer
 
 from panet_cli import __version__
 from panet_cli.cli import train
+from panet_cli.cli import degrade
+from panet_cli.cli import evaluate
+from panet_cli.cli import models
+from panet_cli.cli import restore
 
 app = typer.Typer(
     name="panet",
@@ -17,6 +21,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 train.register(app)
+degrade.register(app)
+evaluate.register(app)
+models.register(app)
+restore.register(app)
 
 
 def _version(value: bool) -> None:

@@ -2,19 +2,35 @@
 
 Our own format is safetensors: tensors plus string metadata, where the architecture config,
 task and provenance are stored as JSON strings so a file fully describes its model.
+
+Published ``.pt``/``.pth`` files are pickles. They are only ever read with
+``torch.load(weights_only=True)``, which refuses to call anything outside torch's allow-list,
+and there is deliberately no fallback to an unrestricted load: a file that is not a plain
+``name -> tensor`` mapping is refused instead, before any code from it can run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from panet_cli.errors import CheckpointError
+
 FORMAT_VERSION = "1"
+
+# Training frameworks nest the weights; the first key present wins (EMA weights are the better ones).
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator")
+# Added by DataParallel / DistributedDataParallel and torch.compile respectively.
+PREFIXES = ("module.", "_orig_mod.")
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 
 
 def save_safetensors(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
@@ -22,7 +38,7 @@ def save_safetensors(path: str | Path, state_dict: dict[str, torch.Tensor], meta
     from safetensors.torch import save_file
 
     path = Path(path)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    tensors = _unshared({k: v.detach().contiguous().cpu() for k, v in state_dict.items()})
     meta = {"panet_format": FORMAT_VERSION}
     meta.update({k: json.dumps(v) for k, v in metadata.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +50,22 @@ def save_safetensors(path: str | Path, state_dict: dict[str, torch.Tensor], meta
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copies of tensors that share storage with an earlier one.
+
+    PA-EDSR registers its attention twice (``msa.*`` and ``body.N.*``, as the published
+    checkpoints store it) and safetensors refuses aliased tensors; both names are kept so the
+    file loads strictly, at the cost of one duplicate attention block.
+    """
+    seen: set[int] = set()
+    out = {}
+    for key, value in tensors.items():
+        ptr = value.untyped_storage().data_ptr()
+        out[key] = value.clone() if ptr in seen and value.numel() else value
+        seen.add(ptr)
+    return out
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -52,3 +84,105 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
         except json.JSONDecodeError:
             meta[k] = v
     return tensors, meta
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata of any weights file we accept (metadata is ``{}`` for pickles).
+
+    The format is recognised from the file's first bytes, not its name, so a renamed file
+    still takes the safe path that matches its contents.
+
+    Raises:
+        CheckpointError: missing, empty, truncated, unsafe, or not a tensor state_dict.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such weights file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, expected a weights file (.safetensors, .pt or .pth)")
+    with path.open("rb") as f:
+        head = f.read(16)
+    if not head:
+        raise CheckpointError(f"{path}: the file is empty")
+    if _looks_like_safetensors(head):
+        try:
+            tensors, meta = read_safetensors(path)
+        except Exception as e:  # safetensors raises its own error types for corrupt headers
+            raise CheckpointError(f"{path}: unreadable safetensors file ({_one_line(e)})") from None
+        return tensors, meta
+    obj = _read_pickle(path)
+    return unwrap_state_dict(obj, str(path)), _training_metadata(obj)
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    """safetensors starts with an 8-byte little-endian header length followed by ``{``."""
+    return len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100 * 2**20
+
+
+def _read_pickle(path: Path) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "pickle protocol 4": noise for a user, not a problem
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for unsafe content, RuntimeError for truncated zips, ...
+        message = " ".join(str(e).split())
+        unsafe = re.search(r"GLOBAL (\S+)", message)
+        if unsafe:
+            raise CheckpointError(
+                f"{path}: refused: not a plain tensor state_dict, it asks to run or build Python objects "
+                f"({unsafe.group(1)}); only weights are ever loaded, never code"
+            ) from None
+        if "weights_only" in message:  # the restricted unpickler met something else it does not allow
+            raise CheckpointError(
+                f"{path}: refused: not a PyTorch weights file (unreadable or unsupported pickle)"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_one_line(e)})") from None
+    return obj
+
+
+def _training_metadata(obj: Any) -> dict[str, Any]:
+    """Architecture metadata of our ``*.state.pt`` training files (``{}`` for anything else).
+
+    Their ``training`` record lists the stages with the network config, which holds what tensor
+    shapes cannot show (window, input skip, attention on/off).
+    """
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("training"), str):
+        return {}
+    try:
+        stage = json.loads(obj["training"])["stages"][-1]
+        return {"arch": stage["arch"], "config": dict(stage["network"]), "task": stage["task"],
+                "attention_enabled": bool(stage["attention"]), "step": int(obj.get("step", 0))}
+    except (ValueError, KeyError, IndexError, TypeError):
+        return {}
+
+
+def unwrap_state_dict(obj: Any, source: str = "<state_dict>") -> dict[str, torch.Tensor]:
+    """The plain ``name -> tensor`` mapping inside ``obj``: wrappers removed, ``module.`` stripped.
+
+    Raises:
+        CheckpointError: ``obj`` holds anything else than tensors under string names.
+    """
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: expected a state_dict (name -> tensor), found {type(obj).__name__}")
+    for key in WRAPPER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and inner and not isinstance(inner, torch.Tensor):
+            return unwrap_state_dict(inner, source)
+    if not obj:
+        raise CheckpointError(f"{source}: the state_dict is empty")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        shown = ", ".join(repr(k) for k in bad[:3])
+        raise CheckpointError(
+            f"{source}: not a plain tensor state_dict ({len(bad)} entries are not tensors, e.g. {shown})"
+        )
+    state = dict(obj)
+    for prefix in PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 200 else text[:197] + "..."

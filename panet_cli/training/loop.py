@@ -125,7 +125,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     optimizer = torch.optim.Adam(trainable, lr=config.lr)
     if optimizer_state is not None and record.get("stage_key") == _stage_key(config):
         optimizer.load_state_dict(optimizer_state)
-    net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net: nn.Module = model
+    if world > 1:
+        # a bypassed attention leaves parameters without gradients
+        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=not config.attention)
 
     gen = torch.Generator().manual_seed(config.seed * 7919 + rank + start_step)
 
@@ -138,7 +141,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return loss.item()
 
     if start_step >= config.steps:
         log(f"already at step {start_step} >= {config.steps}; nothing to do")
@@ -164,6 +167,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     cpu_hours_start = record["cpu_hours"]
     stage_start = start_step
     losses: list[float] = []
+    if rank == 0 and not record["curve"]:
+        record["curve"].append([start_step, 0.0, round(validate(model, val_input, val_target, config.task), 4)])
     for step in range(start_step + 1, config.steps + 1):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, stage_start, config.steps, config.lr, config.lr_min)
@@ -194,7 +199,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
 
 
 def _stage_key(config: TrainConfig) -> str:
-    return json.dumps([config.attention, config.patch, config.lr, config.steps])
+    """Optimizer state is reused only within the same stage (same attention setting and patch)."""
+    return json.dumps([config.attention, config.patch])
 
 
 @torch.no_grad()

@@ -1,0 +1,63 @@
+"""What the pyramid attention is worth in a trained model: PSNR and s/MP with it bypassed and at several windows.
+
+    python benchmarks/attention_worth.py --weights weights/panet_denoise_blind.safetensors --limit 10
+    python benchmarks/attention_worth.py --windows 24 32 48 --set ../shared/data/bench/McMaster
+
+Every variant is the same network and weights, run through ``restore()`` as the CLI does, on the same
+noisy inputs in the same run (denoising, 8-bit clipped noise at --sigma): the attention bypassed
+(identity), and the attention restricted to each window size. Time per pixel of the attention grows
+with window**2, its quality is what this script measures. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=str(ROOT / "weights" / "panet_denoise_blind.safetensors"))
+    parser.add_argument("--set", default=str(ROOT.parent / "shared" / "data" / "bench" / "CBSD68"))
+    parser.add_argument("--sigma", type=float, default=25)
+    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--windows", type=int, nargs="+", default=[24, 32, 48])
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from panet_cli.evaluation import Method, Protocol, collect_images, evaluate
+    from panet_cli.inference import restore
+    from panet_cli.loading import load_model
+
+    descriptor = load_model(args.weights)
+    attention = descriptor.model.attention
+    trained_window = attention.window
+    protocol = Protocol.for_task("denoise", sigma=args.sigma)
+
+    def variant(name: str, enabled: bool, window: int | None) -> Method:
+        def run(image: np.ndarray) -> np.ndarray:
+            attention.enabled, attention.window = enabled, window
+            try:
+                return restore(image, "denoise", model=descriptor, level=args.sigma, device="cpu")
+            finally:
+                attention.enabled, attention.window = True, trained_window
+
+        return Method(name, run, kind="model")
+
+    methods = [variant("attention bypassed", False, trained_window)]
+    methods += [variant(f"window {w}" + (" (trained)" if w == trained_window else ""), True, w) for w in args.windows]
+    files = collect_images([args.set], limit=args.limit)
+    report = evaluate(files, protocol, methods, dataset=Path(args.set).name)
+    print(f"{descriptor.name}: {Path(args.set).name} ({len(files)} images), sigma {args.sigma:g}, 8-bit noise\n")
+    print("| variant | PSNR (dB) | SSIM | s/MP |")
+    print("| --- | --- | --- | --- |")
+    for m in report.methods:
+        s = report.mean(m)
+        print(f"| {m} | {s.psnr:.3f} | {s.ssim:.4f} | {s.seconds_per_mp:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,491 @@
+"""Reading and writing users' image files as float arrays, keeping what a photo carries.
+
+Pixels are float32 ``(H, W, C)`` in [0, 1] with C = 1 (grey) or 3 (colour); alpha travels
+separately so models only ever see colour. The file's sample type decides the bit depth
+(8 or 16) that is written back, never the pixel values: a dark 16-bit photo stays 16-bit.
+EXIF orientation is applied on reading (and the tag reset to 1 so viewers don't rotate twice);
+EXIF and the ICC profile are written back unchanged otherwise.
+
+Pillow does the work. Two gaps are filled here: Pillow keeps only the high byte of 16-bit
+colour PNGs (we decode the low byte with a second pass) and cannot write them (a small PNG
+encoder below), and 16-bit colour TIFFs go through ``tifffile``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import struct
+import sys
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import numpy as np
+
+from panet_cli.errors import ImageReadError, ImageWriteError
+
+# File suffix -> Pillow format name, for the formats we read and write.
+FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+}
+# Format name -> the suffix used for new files.
+SUFFIXES: dict[str, str] = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp"}
+SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
+ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+# JPEG outputs: high quality and no chroma subsampling, so restoring doesn't add new artifacts
+# (WebP is written lossless: its lossy mode always subsamples chroma).
+JPEG_QUALITY = 95
+
+_ORIENTATION = 0x0112
+
+
+@dataclass
+class LoadedImage:
+    """An image as restoration sees it, plus everything needed to write it back faithfully."""
+
+    pixels: np.ndarray  # float32 (H, W, C), C = 1 or 3, in [0, 1]
+    bit_depth: int = 8  # sample type of the file: 8 or 16
+    alpha: np.ndarray | None = None  # float32 (H, W) in [0, 1]
+    format: str | None = None  # Pillow format name of the source ("PNG", "JPEG", ...)
+    exif: bytes | None = None  # raw EXIF with the orientation already reset to 1
+    icc_profile: bytes | None = None
+    name: str = "<image>"  # for messages: the path, or "<stdin>"
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[2])
+
+    @property
+    def megapixels(self) -> float:
+        return self.height * self.width / 1e6
+
+    def replace(self, **changes: object) -> LoadedImage:
+        """A copy with some fields changed (e.g. restored pixels and a resized alpha)."""
+        return dataclasses.replace(self, **changes)
+
+
+def format_for_path(path: str | Path) -> str | None:
+    """The format a file name asks for, from its suffix (None when unknown)."""
+    return FORMATS.get(Path(path).suffix.lower())
+
+
+def normalize_format(name: str) -> str:
+    """'jpg', '.JPEG', 'png' ... -> Pillow's format name; ImageWriteError for anything else."""
+    key = "." + name.lower().lstrip(".")
+    try:
+        return FORMATS[key]
+    except KeyError:
+        known = ", ".join(sorted({s.lstrip(".") for s in FORMATS}))
+        raise ImageWriteError(f"unknown image format {name!r} (known: {known})") from None
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def read_image(source: str | Path | bytes, *, name: str | None = None, max_pixels: int | None = None) -> LoadedImage:
+    """Decode a file (or its bytes) into a :class:`LoadedImage`.
+
+    ``max_pixels`` guards against decompression bombs (default: Pillow's ``MAX_IMAGE_PIXELS``).
+    Every failure (missing, empty, truncated, not an image, unsupported mode, too large)
+    raises :class:`ImageReadError` with one line naming the file and the cause.
+    """
+    from PIL import Image
+
+    label = name or ("<bytes>" if isinstance(source, bytes) else str(source))
+    data = source if isinstance(source, bytes) else _read_bytes(Path(source), label)
+    if not data:
+        raise ImageReadError(f"{label}: empty file")
+    limit = max_pixels if max_pixels is not None else (Image.MAX_IMAGE_PIXELS or 0)
+    try:
+        with warnings.catch_warnings():
+            # We enforce our own limit below; Pillow's warning would only add noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                if limit and im.width * im.height > limit:
+                    raise ImageReadError(
+                        f"{label}: {im.width}x{im.height} pixels is more than the limit of {limit} "
+                        "(decompression bomb protection)"
+                    )
+                return _decode(im, data, label)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{label}: too many pixels (decompression bomb protection)") from None
+    except Image.UnidentifiedImageError:
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _decode_tiff_layout(data, label)
+        raise ImageReadError(f"{label}: not an image, or a format that cannot be read") from None
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error, IndexError) as e:
+        raise ImageReadError(f"{label}: truncated or corrupt image data ({_reason(e)})") from None
+
+
+def _read_bytes(path: Path, label: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{label}: is a folder, not an image") from None
+    except PermissionError:
+        raise ImageReadError(f"{label}: permission denied") from None
+    except OSError as e:
+        raise ImageReadError(f"{label}: cannot read ({_reason(e)})") from None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _decode(im, data: bytes, label: str) -> LoadedImage:
+    """Pixels first (reading metadata may decode a PNG and drop what the 16-bit path needs)."""
+    icc = im.info.get("icc_profile") or None
+    if im.mode == "CMYK":
+        icc = None  # converted to RGB below: the CMYK profile no longer describes the pixels
+    array, bits = _pixels(im, data, label)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    pixels, alpha = _split_alpha(array)
+    orientation = _orientation(im)
+    pixels, alpha = _orient(pixels, orientation), None if alpha is None else _orient(alpha, orientation)
+    fmt = "JPEG" if im.format == "MPO" else im.format
+    return LoadedImage(
+        pixels=np.ascontiguousarray(pixels),
+        bit_depth=bits,
+        alpha=None if alpha is None else np.ascontiguousarray(alpha),
+        format=fmt,
+        # A TIFF's "EXIF" from Pillow is its own header (strip offsets ...): not worth carrying.
+        exif=_reset_orientation(im.info.get("exif")) if fmt != "TIFF" else None,
+        icc_profile=icc,
+        name=label,
+    )
+
+
+def _pixels(im, data: bytes, label: str) -> tuple[np.ndarray, int]:
+    """Float32 samples in [0, 1] (alpha last) and the file's bit depth, by Pillow mode."""
+    bits = _file_bits(im)
+    if bits == 16:
+        return _read_16bit(im, data, label).astype(np.float32) / 65535.0, 16
+    mode = im.mode
+    if mode == "CMYK":
+        im = _cmyk_to_rgb(im, im.info.get("icc_profile"))
+        mode = "RGB"
+    if mode in _MODE_NAMES or mode.startswith("I;"):
+        raise ImageReadError(f"{label}: unsupported image mode {mode} ({_MODE_NAMES.get(mode, 'not 8 or 16-bit')})")
+    target = _EIGHT_BIT.get(mode) or _CONVERTED.get(mode)
+    if mode == "P" and "transparency" in im.info:
+        target = "RGBA"
+    if target is None:
+        raise ImageReadError(f"{label}: unsupported image mode {mode}")
+    return np.asarray(im.convert(target) if target != mode else im, dtype=np.float32) / 255.0, 8
+
+
+# Pillow modes read as 8-bit and the mode we convert them to.
+_EIGHT_BIT = {"1": "L", "L": "L", "LA": "LA", "La": "LA", "RGB": "RGB", "RGBX": "RGB", "RGBA": "RGBA", "RGBa": "RGBA"}
+# Modes converted on reading (palette, other colour spaces).
+_CONVERTED = {"P": "RGB", "PA": "RGBA", "YCbCr": "RGB", "HSV": "RGB"}
+_MODE_NAMES = {"I": "32-bit integer", "F": "32-bit float"}
+
+
+def _file_bits(im) -> int:
+    """16 when the file stores 16-bit samples (by its header, not its pixel values), else 8."""
+    if im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG"):
+        return 16
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, (8,))
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return 16 if bits and bits[0] == 16 and im.mode != "I" else 8
+    if im.format == "PNG" and im.tile and ";16" in _rawmode(im.tile[0]):
+        return 16
+    return 8
+
+
+def _read_16bit(im, data: bytes, label: str) -> np.ndarray:
+    """uint16 samples of a 16-bit PNG or TIFF: (H, W) or (H, W, C)."""
+    if im.mode.startswith("I"):
+        return np.asarray(im).astype(np.uint16)
+    from PIL import Image
+
+    def decode(rawmode_of: Callable[[str], str]) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as again:
+            again.tile = [_with_rawmode(t, rawmode_of) for t in again.tile]
+            return np.asarray(again, dtype=np.uint16)
+
+    if im.format == "PNG" and im.mode == "RGBA" and _rawmode(im.tile[0]) == "LA;16B":
+        # Grey+alpha (opened as RGBA): 4 bytes per pixel, read raw as "RGBA" = Lhi, Llo, Ahi, Alo.
+        raw = decode(lambda _: "RGBA")
+        return raw[:, :, 0::2] * 256 + raw[:, :, 1::2]
+    # Pillow keeps only the high bytes of 16-bit colour. Decoding again with the byte order
+    # swapped yields the low bytes (same filters and pixel size, so the same decoder path).
+    return np.asarray(im, dtype=np.uint16) * 256 + decode(_swap_byte_order)
+
+
+def _rawmode(tile) -> str:
+    return tile.args if isinstance(tile.args, str) else tile.args[0]
+
+
+def _with_rawmode(tile, rawmode_of: Callable[[str], str]):
+    if isinstance(tile.args, str):
+        return tile._replace(args=rawmode_of(tile.args))
+    return tile._replace(args=(rawmode_of(tile.args[0]), *tile.args[1:]))
+
+
+def _swap_byte_order(rawmode: str) -> str:
+    """'RGB;16B' <-> 'RGB;16L'; native ('16N') becomes the opposite of this machine's order."""
+    if rawmode.endswith("16N"):
+        return rawmode[:-1] + ("L" if sys.byteorder == "big" else "B")
+    if rawmode.endswith("16B"):
+        return rawmode[:-1] + "L"
+    if rawmode.endswith("16L"):
+        return rawmode[:-1] + "B"
+    raise ValueError(f"unexpected 16-bit layout {rawmode}")
+
+
+def _read_tiff16(data: bytes, label: str) -> np.ndarray:
+    try:
+        import tifffile
+    except ImportError:
+        raise ImageReadError(f"{label}: this TIFF layout needs the tifffile package") from None
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        page = tif.pages[0]
+        array = page.asarray()
+        if page.planarconfig == 2 and array.ndim == 3:  # separate planes: (C, H, W)
+            array = np.moveaxis(array, 0, -1)
+    if array.dtype != np.uint16:
+        raise ImageReadError(f"{label}: unsupported TIFF sample type {array.dtype}")
+    return array
+
+
+def _decode_tiff_layout(data: bytes, label: str) -> LoadedImage:
+    """TIFF layouts Pillow does not open (e.g. 16-bit grey + alpha), read with tifffile."""
+    samples = _read_tiff16(data, label)
+    array = samples.astype(np.float32) / 65535.0
+    array = array[:, :, None] if array.ndim == 2 else array
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(f"{label}: unsupported TIFF layout {samples.shape}")
+    import tifffile
+
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        icc = tif.pages[0].tags.get(34675)
+        icc_bytes = bytes(icc.value) if icc is not None else None
+    pixels, alpha = _split_alpha(array)
+    return LoadedImage(pixels=np.ascontiguousarray(pixels), bit_depth=16, alpha=alpha, format="TIFF",
+                       icc_profile=icc_bytes, name=label)
+
+
+def _cmyk_to_rgb(im, icc: bytes | None):
+    """CMYK (print JPEGs) to RGB, colour-managed to sRGB when the file has a CMYK profile."""
+    if icc:
+        from PIL import ImageCms
+
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (OSError, ImageCms.PyCMSError):
+            pass  # a broken profile: the plain conversion is still a usable picture
+    return im.convert("RGB")
+
+
+def _split_alpha(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    if array.shape[2] in (2, 4):
+        return array[:, :, :-1], array[:, :, -1]
+    return array, None
+
+
+def _orientation(im) -> int:
+    try:
+        value = int(im.getexif().get(_ORIENTATION, 1))
+    except (ValueError, TypeError, OSError, SyntaxError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1-8 to an (H, W, ...) array (as Pillow's exif_transpose)."""
+    if orientation == 2:
+        return array[:, ::-1]
+    if orientation == 3:
+        return array[::-1, ::-1]
+    if orientation == 4:
+        return array[::-1]
+    if orientation == 5:
+        return array.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(array, -1)
+    if orientation == 7:
+        return array[::-1, ::-1].swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(array, 1)
+    return array
+
+
+def _reset_orientation(exif: bytes | None) -> bytes | None:
+    """EXIF bytes with the orientation tag set to 1, since the pixels are now upright."""
+    if not exif:
+        return None
+    from PIL import Image
+
+    parsed = Image.Exif()
+    try:
+        parsed.load(exif)
+    except (ValueError, TypeError, OSError, SyntaxError, struct.error):
+        return None  # unparseable EXIF: dropping it beats writing a wrong orientation
+    if _ORIENTATION in parsed:
+        parsed[_ORIENTATION] = 1
+    return parsed.tobytes()
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def write_image(
+    path: str | Path,
+    image: LoadedImage,
+    *,
+    format: str | None = None,
+    bit_depth: int | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Encode ``image`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    The format comes from ``format`` or the path's suffix; the bit depth from ``bit_depth`` or
+    the image's own, capped at 8 for formats that have no 16-bit samples.
+    """
+    path = Path(path)
+    fmt = normalize_format(format) if format else format_for_path(path)
+    if fmt is None:
+        raise ImageWriteError(f"{path}: unknown image format {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
+    if path.exists() and not overwrite:
+        raise ImageWriteError(f"{path}: already exists (use --overwrite to replace it)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".panet-", suffix=path.suffix or ".tmp")
+    except OSError as e:
+        raise ImageWriteError(f"{path}: cannot write ({_reason(e)})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            encode_image(image, fmt, f, bit_depth=bit_depth)
+        os.chmod(tmp, _default_mode())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise ImageWriteError(f"{path}: cannot write ({_reason(e)})") from None
+        raise
+
+
+def encode_image(image: LoadedImage, format: str, out: BinaryIO | None = None, *, bit_depth: int | None = None) -> bytes:
+    """Encode to ``format`` into ``out`` (or return the bytes when ``out`` is None)."""
+    fmt = normalize_format(format)
+    target = out if out is not None else io.BytesIO()
+    depth = bit_depth or image.bit_depth
+    if fmt not in SIXTEEN_BIT_FORMATS:
+        depth = 8
+    alpha = image.alpha if fmt in ALPHA_FORMATS else None
+    if depth == 16:
+        samples = _samples(image.pixels, alpha, 65535, np.uint16)
+        if fmt == "PNG":
+            _write_png16(target, samples, image.icc_profile, image.exif)
+        else:
+            _write_tiff16(target, samples, image.icc_profile)
+    else:
+        _save_8bit(target, _samples(image.pixels, alpha, 255, np.uint8), fmt, image)
+    return b"" if out is not None else target.getvalue()
+
+
+def _samples(pixels: np.ndarray, alpha: np.ndarray | None, top: int, dtype) -> np.ndarray:
+    """Rounded (not truncated) integer samples, alpha appended as the last channel."""
+    array = pixels if alpha is None else np.concatenate([pixels, alpha[:, :, None]], axis=2)
+    return np.rint(np.clip(array, 0.0, 1.0) * top).astype(dtype)
+
+
+def _save_8bit(out: BinaryIO, samples: np.ndarray, fmt: str, image: LoadedImage) -> None:
+    from PIL import Image
+
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[samples.shape[2]]
+    pil = Image.fromarray(samples[:, :, 0] if mode == "L" else samples, mode=mode)
+    options: dict[str, object] = {}
+    if image.icc_profile and fmt != "BMP":
+        options["icc_profile"] = image.icc_profile
+    if image.exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        options["exif"] = image.exif
+    if fmt == "JPEG":
+        options.update(quality=JPEG_QUALITY, subsampling=0)
+    elif fmt == "WEBP":
+        options.update(lossless=True, exact=True)
+    elif fmt == "TIFF":
+        options.update(compression="tiff_deflate")
+    elif fmt == "BMP" and mode == "LA":
+        pil = pil.convert("L")
+    pil.save(out, format=fmt, **options)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _write_png16(out: BinaryIO, samples: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA), which Pillow cannot write for colour."""
+    h, w, c = samples.shape
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    rows = samples.astype(">u2").reshape(h, w * c).view(np.uint8)
+    # "Sub" filter (difference to the pixel on the left): compresses photos well, vectorises.
+    step = 2 * c
+    filtered = rows.copy()
+    filtered[:, step:] -= rows[:, :-step]
+    raw = np.concatenate([np.ones((h, 1), np.uint8), filtered], axis=1).tobytes()
+    out.write(b"\x89PNG\r\n\x1a\n")
+    out.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)))
+    if icc:
+        out.write(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+    if exif:
+        out.write(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    out.write(_png_chunk(b"IDAT", zlib.compress(raw, 6)))
+    out.write(_png_chunk(b"IEND", b""))
+
+
+def _write_tiff16(out: BinaryIO, samples: np.ndarray, icc: bytes | None) -> None:
+    """A 16-bit TIFF through tifffile (EXIF is not carried into 16-bit TIFFs)."""
+    try:
+        import tifffile
+    except ImportError:
+        raise ImageWriteError("writing 16-bit TIFF needs the tifffile package; write PNG instead") from None
+    c = samples.shape[2]
+    photometric = "minisblack" if c <= 2 else "rgb"
+    extras = {"extrasamples": [2]} if c in (2, 4) else {}  # 2 = unassociated alpha
+    data = samples[:, :, 0] if c == 1 else samples
+    tifffile.imwrite(out, data, photometric=photometric, compression="zlib", iccprofile=icc, **extras)
+
+
+def _default_mode() -> int:
+    """Permissions a newly created file gets (mkstemp's 0600 would hide outputs from others)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bicubically resize an alpha plane (for super-resolution outputs)."""
+    from PIL import Image
+
+    resized = Image.fromarray(alpha.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)

@@ -1,0 +1,482 @@
+"""restore(): the one path from an image array to a restored one, used by the CLI, eval and tests.
+
+It owns everything between "a float image" and "a network forward pass": choosing and checking
+the model, device and precision, channel adaptation, Bayer pattern alignment, tiling with
+out-of-memory retries, and the x8 flip/rotate self-ensemble. Arrays are float32 (H, W, C) in
+[0, 1]; alpha is the caller's business (see :mod:`panet_cli.images`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from panet_cli.errors import IncompatibleModel, PanetError
+
+if TYPE_CHECKING:
+    import torch
+
+    from panet_cli.loading import ModelDescriptor
+    from panet_cli.tiling import NetworkCost
+
+TASKS = ("denoise", "sr", "car", "demosaic")
+PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+# Inputs are padded (reflected) to at least this side: the pyramid's 0.6 level of a 2-pixel
+# image would be empty, and a few pixels of context is the least a 3x3 network needs.
+MIN_SIDE = 16
+# Explicit tiles smaller than this leave no room for context or blending.
+MIN_TILE = 16
+# Host memory for the image, the output canvas and its blending weights is left out of the
+# budget for tiles on CPU: floats per output pixel (canvas + weights + TTA sum, slack included).
+_HOST_FLOATS_PER_OUTPUT_PIXEL = 8
+
+Progress = Callable[[int, int], None]
+Notice = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------------------------- models
+
+
+def resolve_model(
+    task: str,
+    model: ModelDescriptor | str | Path | None = None,
+    *,
+    level: float | None = None,
+    scale: int | None = None,
+    colors: int | None = None,
+    device: str | torch.device = "cpu",
+) -> ModelDescriptor:
+    """The model to use: a descriptor as given, a weights file, a registry name, or the task's default.
+
+    Checks that it serves ``task`` (and ``scale`` for sr); raises IncompatibleModel otherwise,
+    ModelUnavailable when nothing suitable is installed (the message says what to do).
+    """
+    from panet_cli.loading import ModelDescriptor, load_model
+
+    _check_task(task)
+    if isinstance(model, ModelDescriptor):
+        descriptor = model
+    elif isinstance(model, Path) or (isinstance(model, str) and Path(model).expanduser().is_file()):
+        descriptor = load_model(Path(model).expanduser(), device=device)
+    else:
+        from panet_cli.registry import find_model
+
+        path = find_model(task, name=model, level=level, scale=scale, colors=colors)
+        descriptor = load_model(path, device=device)
+    check_compatible(descriptor, task, scale=scale)
+    return descriptor
+
+
+def check_compatible(descriptor: ModelDescriptor, task: str, *, scale: int | None = None) -> None:
+    """IncompatibleModel (one line, naming the model) when it cannot do ``task`` at ``scale``."""
+    _check_task(task)
+    if task not in descriptor.tasks:
+        serves = "/".join(descriptor.tasks) or "no known task"
+        raise IncompatibleModel(f"{descriptor.source}: {descriptor.name} is a model for {serves}, not {task}")
+    if task == "sr" and scale is not None and descriptor.scale != scale:
+        raise IncompatibleModel(f"{descriptor.source}: {descriptor.name} upscales x{descriptor.scale}, not x{scale}")
+    if task == "demosaic" and descriptor.n_colors != 3:
+        raise IncompatibleModel(f"{descriptor.source}: {descriptor.name} is a grayscale model; demosaicing needs colour")
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise PanetError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+
+
+def model_pattern(descriptor: ModelDescriptor) -> str:
+    """The Bayer pattern a demosaicing model was trained on (RGGB unless its metadata says otherwise)."""
+    meta = descriptor.metadata or {}
+    recipe = meta.get("recipe") if isinstance(meta.get("recipe"), dict) else {}
+    pattern = str(meta.get("pattern") or recipe.get("pattern") or "RGGB").upper()
+    return pattern if pattern in PATTERNS else "RGGB"
+
+
+def network_cost(descriptor: ModelDescriptor) -> NetworkCost:
+    """The network's shape as the memory estimate needs it, read off the model itself."""
+    from panet_cli.tiling import NetworkCost
+
+    net = descriptor.model
+    attention = net.attention
+    n_feats = int(net.head[0].out_channels)
+    matching = int(attention.conv_match[0].out_channels)
+    return NetworkCost(
+        n_feats=n_feats,
+        n_colors=descriptor.n_colors,
+        scale=descriptor.scale,
+        reduction=max(1, n_feats // max(1, matching)),
+        window=attention.window,
+        window_overlap=attention.window_overlap,
+        chunk_bytes=attention.max_chunk_bytes,
+        attention=bool(attention.enabled),
+    )
+
+
+# --------------------------------------------------------------------------------------------- restore
+
+
+def restore(
+    image: np.ndarray,
+    task: str,
+    *,
+    model: ModelDescriptor | str | Path | None = None,
+    level: float | None = None,
+    scale: int | None = None,
+    pattern: str = "RGGB",
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    tile: int | str = "auto",
+    tile_overlap: int = 16,
+    max_memory: int | None = None,
+    tta: bool = False,
+    progress: Progress | None = None,
+    batch_tiles: int | None = None,
+    notice: Notice | None = None,
+) -> np.ndarray:
+    """Restore ``image`` (float32 (H, W, C) in [0, 1], C = 1 or 3) for ``task``.
+
+    Args:
+        model: a loaded descriptor (moved to ``device`` if needed), a weights file, a model name,
+            or None for the task's default model (``level``/``scale`` help choose it).
+        pattern: Bayer pattern of a demosaic input, which is either a one-channel CFA or a
+            three-channel image with zeros where the sensor did not sample. Models are trained on
+            one pattern (RGGB); other patterns are brought into phase by padding one reflected
+            row and/or column on the top/left, which shifts the pattern, and cropping it off after.
+        device, precision: ``auto``/``cpu``/``cuda``/``mps``; ``fp32``/``bf16``/``fp16``. A
+            precision the device cannot run well falls back (reported through ``notice``).
+        tile: input pixels per tile side, 0 for the whole image, or ``"auto"``: the largest tile
+            whose estimated memory fits ``max_memory`` bytes (default: from free RAM / GPU memory),
+            up to the model's ``tile_hint`` (512; 128 where attention spans the whole tile, as in
+            the published models). Out-of-memory errors retry with half the tile.
+        tta: average the eight flips/rotations of the input (about 8x the time, a little better).
+        progress: ``progress(tiles_done, tiles_total)`` over all passes.
+        batch_tiles: tiles per forward pass (default: 1 on CPU, as many as fit, up to 8, on a GPU).
+        notice: receives one-line messages worth showing the user (precision fallback, retries).
+
+    Channels: a grey image through a colour model runs on the grey value replicated to three
+    channels, and the three outputs are averaged back to one. A colour image through a grey
+    model runs on the luma (Y of full-range YCbCr, as JPEG) for car and sr and keeps the
+    chroma (bicubically upscaled for sr); for denoising each colour channel is run separately.
+
+    Returns:
+        float32 (H*s, W*s, C) in [0, 1]; C = 3 for demosaicing.
+    """
+    from panet_cli.devices import resolve_precision, select_device
+
+    array = _check_image(image, task)
+    dev = select_device(device) if isinstance(device, str) else device
+    colors = 3 if task == "demosaic" else array.shape[2]
+    descriptor = resolve_model(task, model, level=level, scale=scale, colors=colors, device=dev)
+    if descriptor.device != dev:
+        descriptor.to(dev)
+    dtype, fallback = resolve_precision(dev, precision)
+    if fallback and notice is not None:
+        notice(fallback)
+    runner = _Runner(descriptor, dev, dtype, tile, tile_overlap, max_memory, batch_tiles, progress, notice)
+    net = descriptor.model
+    net.to(dtype)  # cast once for this call; the descriptor goes back to fp32 for its next user
+    try:
+        if task == "demosaic":
+            pattern = _check_pattern(pattern)
+            runner.plan(max(array.shape[0], MIN_SIDE) + 2, max(array.shape[1], MIN_SIDE) + 2, 8 if tta else 1, align=2)
+            out = _demosaic(array, pattern, model_pattern(descriptor), runner, tta)
+        else:
+            out = _run_adapted(array, task, descriptor, runner, tta)
+    finally:
+        net.float()
+    return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def _check_image(image: np.ndarray, task: str) -> np.ndarray:
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3):
+        raise PanetError(f"expected an (H, W, 1) or (H, W, 3) image, got shape {tuple(np.shape(image))}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise PanetError("the image is empty")
+    _check_task(task)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _check_pattern(pattern: str) -> str:
+    key = str(pattern).upper()
+    if key not in PATTERNS:
+        raise PanetError(f"unknown Bayer pattern {pattern!r}; use one of {', '.join(PATTERNS)}")
+    return key
+
+
+# ------------------------------------------------------------------------------- channel adaptation
+
+
+def _run_adapted(array: np.ndarray, task: str, descriptor: ModelDescriptor, runner: _Runner, tta: bool) -> np.ndarray:
+    """Match the image's channels to the model's (see :func:`restore`) and run it."""
+    c, n = array.shape[2], descriptor.n_colors
+    passes = 8 if tta else 1
+    h, w = max(array.shape[0], MIN_SIDE), max(array.shape[1], MIN_SIDE)
+    if c == n:
+        runner.plan(h, w, passes)
+        return _run_padded(array, runner, tta)
+    if c == 1:  # grey image, colour model
+        runner.plan(h, w, passes)
+        return _run_padded(np.repeat(array, 3, axis=2), runner, tta).mean(axis=2, keepdims=True)
+    if task == "denoise":  # colour image, grey model: channels are independent noisy images
+        runner.plan(h, w, passes * 3)
+        return np.concatenate([_run_padded(array[:, :, i : i + 1], runner, tta) for i in range(3)], axis=2)
+    runner.plan(h, w, passes)
+    ycc = rgb_to_ycbcr(array)
+    luma = _run_padded(ycc[:, :, :1], runner, tta)
+    chroma = ycc[:, :, 1:]
+    if descriptor.scale > 1:
+        chroma = _bicubic(chroma, descriptor.scale)
+    return ycbcr_to_rgb(np.concatenate([luma, chroma], axis=2))
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """Full-range YCbCr (ITU-R BT.601, as JPEG), all channels in [0, 1]."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 0.5 + (b - y) * (0.5 / 0.886)
+    cr = 0.5 + (r - y) * (0.5 / 0.701)
+    return np.stack([y, cb, cr], axis=-1).astype(np.float32)
+
+
+def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycbcr`."""
+    y, cb, cr = ycc[..., 0], ycc[..., 1] - 0.5, ycc[..., 2] - 0.5
+    r = y + cr * (0.701 / 0.5)
+    b = y + cb * (0.886 / 0.5)
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    return np.stack([r, g, b], axis=-1).astype(np.float32)
+
+
+def _bicubic(array: np.ndarray, scale: int) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]
+    y = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    return y[0].permute(1, 2, 0).numpy()
+
+
+def _run_padded(array: np.ndarray, runner: _Runner, tta: bool) -> np.ndarray:
+    """Pad tiny images up to MIN_SIDE (reflected, bottom/right), run, crop."""
+    h, w = array.shape[:2]
+    padded = _pad_to(array, max(h, MIN_SIDE), max(w, MIN_SIDE))
+    out = _ensemble(padded, runner, tta)
+    s = runner.scale
+    return out[: h * s, : w * s]
+
+
+def _pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Reflect-pad the bottom/right (reflection keeps a Bayer mosaic's pattern in phase)."""
+    h, w = array.shape[:2]
+    if (h, w) == (height, width):
+        return array
+    return np.pad(array, ((0, height - h), (0, width - w), (0, 0)), mode="reflect")
+
+
+# ------------------------------------------------------------------------------------- self-ensemble
+
+
+def _transform(array: np.ndarray, index: int) -> np.ndarray:
+    """The ``index``-th of the 8 flips/rotations (HW axes first)."""
+    flipped = array[:, ::-1] if index >= 4 else array
+    return np.rot90(flipped, index % 4, axes=(0, 1))
+
+
+def _inverse(array: np.ndarray, index: int) -> np.ndarray:
+    back = np.rot90(array, -(index % 4), axes=(0, 1))
+    return back[:, ::-1] if index >= 4 else back
+
+
+def _ensemble(array: np.ndarray, runner: _Runner, tta: bool) -> np.ndarray:
+    if not tta:
+        return runner.run(array)
+    total = None
+    for i in range(8):
+        out = _inverse(runner.run(np.ascontiguousarray(_transform(array, i))), i)
+        total = out.copy() if total is None else total + out
+    return total / 8
+
+
+# ----------------------------------------------------------------------------------------- demosaic
+
+
+def _pattern_grid(pattern: str) -> np.ndarray:
+    """2x2 grid of channel indices (R 0, G 1, B 2) of a pattern name."""
+    return np.array(["RGB".index(c) for c in pattern]).reshape(2, 2)
+
+
+def _pattern_name(grid: np.ndarray) -> str:
+    return "".join("RGB"[int(i)] for i in np.asarray(grid).reshape(-1))
+
+
+def _mosaic(array: np.ndarray, pattern: str) -> np.ndarray:
+    """(H, W, 3) mosaic with zeros where ``pattern`` does not sample (from a CFA or a masked RGB)."""
+    h, w = array.shape[:2]
+    grid = _pattern_grid(pattern)
+    channel = np.tile(grid, ((h + 1) // 2, (w + 1) // 2))[:h, :w]
+    masks = (channel[:, :, None] == np.arange(3)).astype(np.float32)
+    source = array if array.shape[2] == 3 else np.repeat(array, 3, axis=2)
+    return source * masks
+
+
+def _demosaic(array: np.ndarray, pattern: str, trained: str, runner: _Runner, tta: bool) -> np.ndarray:
+    """Even-sized mosaic, each TTA transform brought into the model's pattern, run, undone."""
+    h, w = array.shape[:2]
+    even_h = max(MIN_SIDE, h + h % 2)
+    even_w = max(MIN_SIDE, w + w % 2)
+    mosaic = _pad_to(_mosaic(array, pattern), even_h, even_w)
+    grid = _pattern_grid(pattern)
+    total = None
+    for i in range(8 if tta else 1):
+        # With even sides, flipping/rotating the image flips/rotates its 2x2 pattern cell alike.
+        moved = np.ascontiguousarray(_transform(mosaic, i))
+        out = _inverse(_run_in_phase(moved, _pattern_name(_transform(grid, i)), trained, runner), i)
+        total = out.copy() if total is None else total + out
+    assert total is not None
+    return (total / (8 if tta else 1))[:h, :w]
+
+
+def _phase(pattern: str, trained: str) -> tuple[int, int]:
+    """Rows/columns to pad on top/left so that ``pattern`` reads as ``trained``."""
+    have, want = _pattern_grid(pattern), _pattern_grid(trained)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            if np.array_equal(np.roll(have, (dy, dx), axis=(0, 1)), want):
+                return dy, dx
+    raise PanetError(f"Bayer pattern {pattern} cannot be brought into phase with {trained}")
+
+
+def _run_in_phase(mosaic: np.ndarray, pattern: str, trained: str, runner: _Runner) -> np.ndarray:
+    dy, dx = _phase(pattern, trained)
+    h, w = mosaic.shape[:2]
+    # One reflected row/column on top/left shifts the pattern by one; one more at the bottom/right
+    # keeps the sides even so tiles (at even offsets) stay in phase.
+    padded = np.pad(mosaic, ((dy, dy), (dx, dx), (0, 0)), mode="reflect")
+    return runner.run(padded)[dy : dy + h, dx : dx + w]
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+class _Runner:
+    """Runs the network over a host array in tiles: device transfer, precision, OOM retries, progress."""
+
+    def __init__(
+        self,
+        descriptor: ModelDescriptor,
+        device: torch.device,
+        dtype: torch.dtype,
+        tile: int | str,
+        overlap: int,
+        max_memory: int | None,
+        batch_tiles: int | None,
+        progress: Progress | None,
+        notice: Notice | None,
+    ) -> None:
+        self.descriptor = descriptor
+        self.device = device
+        self.dtype = dtype
+        self.scale = descriptor.scale
+        self.requested_tile = tile
+        self.overlap = max(0, int(overlap))
+        self.max_memory = max_memory
+        self.batch = batch_tiles
+        self.progress = progress
+        self.notice = notice
+        self.align = 1
+        self.tile = 0
+        self.done = 0
+        self.passes_left = 1
+        self.total = 0
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def plan(self, height: int, width: int, passes: int, align: int = 1) -> None:
+        """Choose tile size and batch for an image of this size, and the progress total."""
+        from panet_cli.tiling import MAX_AUTO_TILE, choose_tile, estimate_tile_bytes, memory_budget
+
+        self.align = align
+        self.passes_left = passes
+        cost = network_cost(self.descriptor)
+        value_bytes = self._value_bytes()
+        budget = self.max_memory if self.max_memory else memory_budget(self.device)
+        if self.device.type == "cpu":
+            budget -= _HOST_FLOATS_PER_OUTPUT_PIXEL * 4 * height * width * self.scale**2
+        budget = max(budget, 64 * 2**20)
+        requested = self.requested_tile
+        if isinstance(requested, str) and requested.strip().isdigit():
+            requested = int(requested)
+        if isinstance(requested, str):
+            if requested.strip().lower() != "auto":
+                raise PanetError(f"tile must be a number of pixels, 0 or 'auto', not {requested!r}")
+            # The descriptor's hint caps it: whole-input attention costs time per pixel with the tile's area.
+            cap = min(MAX_AUTO_TILE, int(getattr(self.descriptor, "tile_hint", MAX_AUTO_TILE)))
+            self.tile = choose_tile(height, width, budget, cost, value_bytes, cap=cap)
+        else:
+            if 0 < requested < MIN_TILE:
+                raise PanetError(f"tile {requested} is too small: use 0 (whole image) or at least {MIN_TILE}")
+            self.tile = max(0, int(requested))
+        if align > 1:
+            self.tile -= self.tile % align
+            self.overlap -= self.overlap % align
+        if self.batch is None:
+            self.batch = 1
+            if self.device.type != "cpu" and self.tile:
+                per_tile = estimate_tile_bytes(cost, min(self.tile, height), min(self.tile, width), value_bytes)
+                self.batch = int(max(1, min(8, budget // max(1, per_tile))))
+        self.total = self.done + passes * self._tiles(height, width)
+
+    def _value_bytes(self) -> int:
+        import torch
+
+        return 2 if self.dtype in (torch.float16, torch.bfloat16) else 4
+
+    def _tiles(self, height: int, width: int) -> int:
+        from panet_cli.tiling import tile_count
+
+        return tile_count(height, width, self.tile, self.overlap)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        """One pass over an (H, W, C) array: returns (H*s, W*s, C') float32."""
+        import torch
+
+        from panet_cli.tiling import run_tiled, run_with_retry
+
+        h, w = array.shape[:2]
+        image = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
+        start = self.done
+
+        def attempt(tile: int) -> torch.Tensor:
+            # Passes may differ in tile count (rotated, padded, retried): keep the total honest.
+            self.tile, self.done = tile, start
+            self.total = start + self.passes_left * self._tiles(h, w)
+            return run_tiled(image, self._forward, scale=self.scale, tile=tile, overlap=self.overlap,
+                             batch=self.batch or 1, align=self.align, progress=self.progress,
+                             done=start, total=self.total)
+
+        out = run_with_retry(attempt, self.tile, max(h, w), on_retry=self._retrying, align=self.align)
+        self.done = start + self._tiles(h, w)
+        self.passes_left = max(1, self.passes_left - 1)
+        return out[0].permute(1, 2, 0).numpy()
+
+    def _retrying(self, old: int, new: int) -> None:
+        self.batch = 1
+        if self.notice is not None:
+            what = f"{old}-pixel tiles" if old else "the whole image"
+            self.notice(f"out of memory with {what} on {self.device.type}; retrying with {new}-pixel tiles")
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        x = batch.to(self.device, self.dtype, non_blocking=True)
+        with torch.inference_mode():
+            y = self.descriptor.model(x)
+        return y.float().cpu()
