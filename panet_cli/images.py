@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import struct
 import sys
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from panet_cli.errors import ImageReadError, ImageWriteError
+from panet_cli.files import atomic_open
 
 # File suffix -> Pillow format name, for the formats we read and write.
 FORMATS: dict[str, str] = {
@@ -377,20 +376,10 @@ def write_image(
     if path.exists() and not overwrite:
         raise ImageWriteError(f"{path}: already exists (use --overwrite to replace it)")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".panet-", suffix=path.suffix or ".tmp")
+        with atomic_open(path) as f:
+            encode_image(image, fmt, f, bit_depth=bit_depth)
     except OSError as e:
         raise ImageWriteError(f"{path}: cannot write ({_reason(e)})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            encode_image(image, fmt, f, bit_depth=bit_depth)
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise ImageWriteError(f"{path}: cannot write ({_reason(e)})") from None
-        raise
 
 
 def encode_image(image: LoadedImage, format: str, out: BinaryIO | None = None, *, bit_depth: int | None = None) -> bytes:
@@ -474,13 +463,6 @@ def _write_tiff16(out: BinaryIO, samples: np.ndarray, icc: bytes | None) -> None
     extras = {"extrasamples": [2]} if c in (2, 4) else {}  # 2 = unassociated alpha
     data = samples[:, :, 0] if c == 1 else samples
     tifffile.imwrite(out, data, photometric=photometric, compression="zlib", iccprofile=icc, **extras)
-
-
-def _default_mode() -> int:
-    """Permissions a newly created file gets (mkstemp's 0600 would hide outputs from others)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:

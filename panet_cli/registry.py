@@ -16,12 +16,12 @@ import json
 import os
 import re
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from panet_cli import hub, paths
+from panet_cli.files import atomic_open
 from panet_cli.errors import CheckpointError, IncompatibleModel, ModelUnavailable, PanetError
 
 TASKS = ("denoise", "sr", "car", "demosaic")
@@ -123,16 +123,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomic write, so a crash never leaves half a manifest."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
 
 
 def load_manifest(path: Path | None = None) -> dict[str, Any]:

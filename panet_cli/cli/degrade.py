@@ -7,8 +7,6 @@ A bad input gets one line on stderr and the others are still processed (exit 1 a
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
@@ -26,11 +24,11 @@ def _write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
 
     if path.exists() and not overwrite:
         raise ImageWriteError(f"{path}: already exists (use --overwrite to replace it)")
+    from panet_cli.files import atomic_open
+
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".panet-", suffix=path.suffix)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path) as f:
             f.write(data)
-        os.replace(tmp, path)
     except OSError as e:
         raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None
 

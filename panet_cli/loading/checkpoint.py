@@ -12,9 +12,7 @@ and there is deliberately no fallback to an unrestricted load: a file that is no
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 
 from panet_cli.errors import CheckpointError
+from panet_cli.files import atomic_path
 
 FORMAT_VERSION = "1"
 
@@ -41,15 +40,8 @@ def save_safetensors(path: str | Path, state_dict: dict[str, torch.Tensor], meta
     tensors = _unshared({k: v.detach().contiguous().cpu() for k, v in state_dict.items()})
     meta = {"panet_format": FORMAT_VERSION}
     meta.update({k: json.dumps(v) for k, v in metadata.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

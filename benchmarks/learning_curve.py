@@ -1,0 +1,35 @@
+"""Print the learning curve stored in one of our weights files: validation PSNR against CPU hours.
+
+    python benchmarks/learning_curve.py weights/panet_denoise_blind.safetensors
+
+Every validation point of every training stage is kept in the file's metadata (``training.curve``:
+step, cumulative CPU hours of the training process, validation PSNR), so the curve travels with the
+weights across sessions and machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("weights")
+    args = parser.parse_args()
+
+    from panet_cli.loading.checkpoint import read_safetensors
+
+    _, meta = read_safetensors(args.weights)
+    training = meta.get("training", {})
+    stages = training.get("stages", [])
+    print(f"{args.weights}: step {meta.get('step')}, best validation PSNR {meta.get('val_psnr')} dB\n")
+    for i, stage in enumerate(stages, 1):
+        print(f"stage {i}: attention {'on' if stage['attention'] else 'bypassed'}, patch {stage['patch']}, "
+              f"batch {stage['batch']}, lr {stage['lr']:g} cosine to step {stage['steps']}, precision {stage['precision']}")
+    print("\n| step | CPU hours | validation PSNR (dB) |\n| --- | --- | --- |")
+    for step, cpu_hours, value in training.get("curve", []):
+        print(f"| {step} | {cpu_hours:.2f} | {value:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
