@@ -8,26 +8,18 @@ from __future__ import annotations
 
 import json
 import math
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
-from panet_cli.cli.options import Pattern, Precision, print_note, stderr_console, usage_error, user_errors
+from panet_cli.cli.options import Pattern, Precision, Task, print_note, stderr_console, usage_error, user_errors
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
     from panet_cli.evaluation import EvalReport, Method, Protocol
     from panet_cli.loading import ModelDescriptor
-
-
-class Task(str, Enum):
-    denoise = "denoise"
-    demosaic = "demosaic"
-    car = "car"
-    sr = "sr"
 
 
 def _task_of_model(source: str) -> str | None:

@@ -6,13 +6,12 @@ Tables and JSON go to stdout; progress and messages to stderr. ``list`` and ``in
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
-from panet_cli.cli.options import user_errors
+from panet_cli.cli.options import Task, user_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,13 +24,6 @@ models_app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-class Task(str, Enum):
-    denoise = "denoise"
-    sr = "sr"
-    car = "car"
-    demosaic = "demosaic"
 
 
 STATUS_TEXT = {

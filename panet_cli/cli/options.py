@@ -32,6 +32,13 @@ class ImageFormat(str, Enum):
     bmp = "bmp"
 
 
+class Task(str, Enum):
+    denoise = "denoise"
+    demosaic = "demosaic"
+    car = "car"
+    sr = "sr"
+
+
 class Pattern(str, Enum):
     RGGB = "RGGB"
     BGGR = "BGGR"
