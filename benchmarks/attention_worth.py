@@ -2,6 +2,7 @@
 
     python benchmarks/attention_worth.py --weights weights/panet_denoise_blind.safetensors --limit 10
     python benchmarks/attention_worth.py --windows 24 32 48 --set ../shared/data/bench/McMaster
+    python benchmarks/attention_worth.py --windows 24:4 16:4 16:2     # window:overlap
 
 Every variant is the same network and weights, run through ``restore()`` as the CLI does, on the same
 noisy inputs in the same run (denoising, 8-bit clipped noise at --sigma): the attention bypassed
@@ -23,7 +24,8 @@ def main() -> None:
     parser.add_argument("--set", default=str(ROOT.parent / "shared" / "data" / "bench" / "CBSD68"))
     parser.add_argument("--sigma", type=float, default=25)
     parser.add_argument("--limit", type=int, default=10)
-    parser.add_argument("--windows", type=int, nargs="+", default=[24, 32, 48])
+    parser.add_argument("--windows", nargs="+", default=["24", "32", "48"],
+                        help="window sizes, each optionally with its overlap as WINDOW:OVERLAP")
     args = parser.parse_args()
 
     import numpy as np
@@ -34,21 +36,27 @@ def main() -> None:
 
     descriptor = load_model(args.weights)
     attention = descriptor.model.attention
-    trained_window = attention.window
+    trained = (attention.window, attention.window_overlap)
     protocol = Protocol.for_task("denoise", sigma=args.sigma)
 
-    def variant(name: str, enabled: bool, window: int | None) -> Method:
+    def variant(name: str, enabled: bool, window: tuple[int | None, int]) -> Method:
         def run(image: np.ndarray) -> np.ndarray:
-            attention.enabled, attention.window = enabled, window
+            attention.enabled, (attention.window, attention.window_overlap) = enabled, window
             try:
                 return restore(image, "denoise", model=descriptor, level=args.sigma, device="cpu")
             finally:
-                attention.enabled, attention.window = True, trained_window
+                attention.enabled, (attention.window, attention.window_overlap) = True, trained
 
         return Method(name, run, kind="model")
 
-    methods = [variant("attention bypassed", False, trained_window)]
-    methods += [variant(f"window {w}" + (" (trained)" if w == trained_window else ""), True, w) for w in args.windows]
+    def parse(spec: str) -> tuple[int, int]:
+        size, _, overlap = spec.partition(":")
+        return int(size), int(overlap) if overlap else trained[1]
+
+    methods = [variant("attention bypassed", False, trained)]
+    for window in map(parse, args.windows):
+        label = f"window {window[0]}, overlap {window[1]}" + (" (stored default)" if window == trained else "")
+        methods.append(variant(label, True, window))
     files = collect_images([args.set], limit=args.limit)
     report = evaluate(files, protocol, methods, dataset=Path(args.set).name)
     print(f"{descriptor.name}: {Path(args.set).name} ({len(files)} images), sigma {args.sigma:g}, 8-bit noise\n")

@@ -68,7 +68,7 @@ def test_many_small_chunks_give_the_same_result() -> None:
     x = random_input(2, size=(23, 31))
     with torch.no_grad():
         whole = layer(x)
-        n_keys = layer.keys_values(x)[0].shape[1]
+        n_keys = layer.keys_values(x)[0].shape[2]
         # 61 queries per chunk: 713 = 11 * 61 + 42, so the last chunk is partial
         layer.min_chunk_queries = 1
         layer.max_chunk_bytes = 61 * 2 * n_keys * 4 + 3

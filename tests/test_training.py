@@ -97,3 +97,17 @@ def test_torchrun_two_processes_on_cpu(image_folder, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     _, meta = read_safetensors(out)
     assert meta["step"] in (2, 4)
+
+
+def test_grey_training_images_are_matlab_y(image_folder):
+    """Grey models are scored on MATLAB's 8-bit Y (studio range), so they train on it too."""
+    from panet_cli.metrics import y_channel_8bit
+    from panet_cli.training.data import list_images, load_uint8
+
+    path = list_images(image_folder)[0]
+    grey = load_uint8([path], channels=1)[0]
+    rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
+    expected = y_channel_8bit(rgb.float() / 255) * 255
+    assert grey.shape == (1, 40, 48) and grey.dtype == torch.uint8
+    assert torch.equal(grey.float(), expected.round())
+    assert 16 <= int(grey.min()) and int(grey.max()) <= 235  # studio range, unlike Pillow's "L"

@@ -18,6 +18,9 @@ def train_command(
     window: int = typer.Option(32, help="Attention window in pixels (0 = whole input)."),
     window_overlap: int = typer.Option(8, help="Pixels shared by neighbouring attention windows."),
     scale: int = typer.Option(4, help="Upscaling factor (task sr)."),
+    res_scale: float = typer.Option(
+        0.1, help="Residual scaling of PA-EDSR blocks (task sr): 0.1 as published for 256 features, 1.0 for small ones."
+    ),
     attention: bool = typer.Option(True, "--attention/--no-attention", help="Train with the attention on or bypassed."),
     patch: int = typer.Option(48, help="Training crop size (of the target image)."),
     batch: int = typer.Option(16, help="Crops per step (per process under torchrun)."),
@@ -46,7 +49,7 @@ def train_command(
                      "window_overlap": window_overlap}
     if task == "sr":
         arch = "PAEDSR"
-        network.update(scale=scale, reduction=reduction)
+        network.update(scale=scale, reduction=reduction, res_scale=res_scale)
     else:
         arch = "PANet"
         network.update(reduction=reduction, input_skip=True)

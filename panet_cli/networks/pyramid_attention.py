@@ -89,23 +89,24 @@ class PyramidAttention(nn.Module):
         return [x if s == 1 else F.interpolate(x, scale_factor=s, mode="bicubic") for s in self.scales]
 
     def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised key patches (B, L, 9*C/r) and value patches (B, L, 9*C) of all levels.
+        """Normalised key patches (B, 9*C/r, L) and value patches (B, 9*C, L) of all levels.
 
-        Both are written level by level into one contiguous buffer each (no list + cat copy,
-        and a unit last stride, which the fused attention kernels require).
+        Kept in ``F.unfold``'s channel-first layout: each level is one contiguous copy into the
+        shared buffer (no transposing copy, which cost as much as a third of the layer's time for
+        small windows), and the matmuls take the transposes as free strided views.
         """
         refs = self.pyramid(x)
         n_keys = sum(r.shape[2] * r.shape[3] for r in refs)
         b = x.shape[0]
-        k = x.new_empty(b, n_keys, 9 * self.conv_match[0].out_channels)
-        v = x.new_empty(b, n_keys, 9 * self.conv_assembly[0].out_channels)
+        k = x.new_empty(b, 9 * self.conv_match[0].out_channels, n_keys)
+        v = x.new_empty(b, 9 * self.conv_assembly[0].out_channels, n_keys)
         start = 0
         for ref in refs:
             n = ref.shape[2] * ref.shape[3]
-            k[:, start : start + n] = F.unfold(self.conv_match(ref), 3, padding=1).transpose(1, 2)
-            v[:, start : start + n] = F.unfold(self.conv_assembly(ref), 3, padding=1).transpose(1, 2)
+            k[:, :, start : start + n] = F.unfold(self.conv_match(ref), 3, padding=1)
+            v[:, :, start : start + n] = F.unfold(self.conv_assembly(ref), 3, padding=1)
             start += n
-        norm = k.norm(dim=2, keepdim=True).clamp_min(self.escape_NaN.to(k.dtype))
+        norm = k.norm(dim=1, keepdim=True).clamp_min(self.escape_NaN.to(k.dtype))
         if k.requires_grad:
             return k / norm, v  # autograd needs the unnormalised keys
         return k.div_(norm), v
@@ -113,47 +114,50 @@ class PyramidAttention(nn.Module):
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """The attention term (without the residual) over the whole of ``x``."""
         b, c, h, w = x.shape
-        q = F.unfold(self.conv_match_L_base(x), 3, padding=1).transpose(1, 2)  # (B, HW, 9C/r)
+        q = F.unfold(self.conv_match_L_base(x), 3, padding=1)  # (B, 9C/r, HW)
         k, v = self.keys_values(x)
         if self.backend == "sdpa":
             pasted = self._sdpa(q, k, v)
         else:
             pasted = self._chunked(q, k, v)
-        out = F.fold(pasted.transpose(1, 2), (h, w), 3, padding=1)
+        out = F.fold(pasted, (h, w), 3, padding=1)
         return out / 4.0
 
     def _chunked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """softmax(scale * q k^T) v, a chunk of queries at a time.
+        """softmax(scale * q^T k) v^T, a chunk of queries at a time, in (B, 9C, queries) layout.
 
         The softmax is done in place on the one (chunk x keys) matrix and its normalisation is
-        applied to the pasted rows instead (9C values per query rather than one per key).
+        applied to the pasted columns instead (9C values per query rather than one per key).
         """
-        b, n, _ = q.shape
-        n_keys = k.shape[1]
+        b, _, n = q.shape
+        n_keys = k.shape[2]
         per_query = b * n_keys * q.element_size()
         # Below ~128 rows the matmuls lose efficiency (measured 25% slower at 78); 128 rows of
         # scores stay under a sixth of the keys and values already held, so the floor is cheap.
         chunk = min(n, max(self.min_chunk_queries, self.max_chunk_bytes // per_query))
-        # (B, HW, 9C/r): cheaper to scale than the scores; in place when no gradient is recorded
+        # cheaper to scale than the scores; in place when no gradient is recorded
         q = q * self.softmax_scale if q.requires_grad else q.mul_(self.softmax_scale)
-        kt = k.transpose(1, 2)
-        out = q.new_empty(b, n, v.shape[2])
+        qt = q.transpose(1, 2)  # (B, HW, 9C/r) view
+        out = q.new_empty(b, v.shape[1], n)
         for start in range(0, n, chunk):
-            scores = torch.bmm(q[:, start : start + chunk], kt)
+            scores = torch.bmm(qt[:, start : start + chunk], k)  # (B, chunk, L)
             peak = scores.detach().amax(dim=2, keepdim=True)  # softmax is shift-invariant: no gradient
             weights = scores.sub_(peak).exp_()
-            total = weights.sum(dim=2, keepdim=True)
-            out[:, start : start + chunk] = torch.bmm(weights, v).div_(total)
+            total = weights.sum(dim=2).unsqueeze(1)  # (B, 1, chunk)
+            out[:, :, start : start + chunk] = torch.bmm(v, weights.transpose(1, 2)).div_(total)
         return out
 
     def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        # The fused kernels want equal head sizes: zero-padding q and k leaves q.k unchanged.
+        # The fused kernels want (B, 1, tokens, dim) with a unit last stride and equal head sizes:
+        # zero-padding q and k leaves q.k unchanged.
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
         pad = v.shape[2] - q.shape[2]
         if pad > 0:
             q, k = F.pad(q, (0, pad)), F.pad(k, (0, pad))
-        return F.scaled_dot_product_attention(
-            q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=self.softmax_scale
-        ).squeeze(1)
+        out = F.scaled_dot_product_attention(
+            q.unsqueeze(1), k.contiguous().unsqueeze(1), v.contiguous().unsqueeze(1), scale=self.softmax_scale
+        )
+        return out.squeeze(1).transpose(1, 2)
 
     def _attend_windows(self, x: torch.Tensor) -> torch.Tensor:
         """Attention inside overlapping windows, a group of windows per batch, blended back.

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from panet_cli.metrics import y_channel_8bit
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -19,14 +21,19 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def load_uint8(paths: list[Path], channels: int) -> list[torch.Tensor]:
-    """Images as (C, H, W) uint8 tensors; ``channels`` 1 converts to luma (ITU-R 601, as Pillow)."""
-    mode = "L" if channels == 1 else "RGB"
+    """Images as (C, H, W) uint8 tensors.
+
+    ``channels`` 1 converts colour images to MATLAB's 8-bit Y (studio range), the grey images
+    the grayscale benchmarks (LIVE1, classic5) are scored on, so training sees what eval sees.
+    """
     out = []
     for p in paths:
         with Image.open(p) as im:
-            arr = np.asarray(im.convert(mode))
-        arr = arr[..., None] if arr.ndim == 2 else arr
-        out.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+            rgb = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+        if channels == 1:
+            y = y_channel_8bit(rgb.float().div(255)).mul(255).round()
+            rgb = y.to(torch.uint8)
+        out.append(rgb)
     return out
 
 
