@@ -1,0 +1,32 @@
+"""``python -m panet_cli.registry --refresh-shipped | --hub-revision REV``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from panet_cli.registry import __doc__ as _doc
+from panet_cli.registry.maintain import refresh_shipped, set_hub_revision
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m panet_cli.registry", description=(_doc or "").split("\n\n")[0])
+    parser.add_argument("--refresh-shipped", action="store_true",
+                        help="rewrite sha256/size/params/config/scores of shipped files into the manifest")
+    parser.add_argument("--hub-revision", help="pin this revision (commit) of the hub repo in the manifest")
+    parser.add_argument("--manifest", type=Path, help="manifest to edit (default: the one panet uses)")
+    args = parser.parse_args(argv)
+    if not (args.refresh_shipped or args.hub_revision):
+        parser.error("nothing to do: pass --refresh-shipped and/or --hub-revision")
+    if args.refresh_shipped:
+        for line in refresh_shipped(args.manifest) or ["no shipped entry changed"]:
+            print(line)
+    if args.hub_revision:
+        set_hub_revision(args.hub_revision, args.manifest)
+        print(f"hub revision pinned to {args.hub_revision}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
