@@ -7,6 +7,7 @@ Submodule names and ordering follow the published checkpoints' tensor names
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -62,3 +63,17 @@ class Upsampler(nn.Sequential):
         else:
             raise ValueError(f"unsupported upscaling factor {scale}; expected 2, 3, 4 or 8")
         super().__init__(*layers)
+
+
+def attention_body(
+    n_resblocks: int, n_feats: int, activation: Callable[[], nn.Module], attention: nn.Module, res_scale: float = 1.0
+) -> nn.Sequential:
+    """``n/2`` residual blocks, the attention, ``n/2`` blocks and a conv: the body of PANet and PA-EDSR.
+
+    The attention sits at ``body[n/2]``, where the published checkpoints store it.
+    """
+    if n_resblocks % 2:
+        raise ValueError("n_resblocks must be even: the attention sits in the middle")
+    blocks = [ResBlock(n_feats, activation(), res_scale) for _ in range(n_resblocks)]
+    half = n_resblocks // 2
+    return nn.Sequential(*blocks[:half], attention, *blocks[half:], conv(n_feats, n_feats, 3))

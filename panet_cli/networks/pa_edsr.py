@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from panet_cli.networks.blocks import MeanShift, ResBlock, Upsampler, conv
+from panet_cli.networks.blocks import MeanShift, Upsampler, attention_body, conv
 from panet_cli.networks.pyramid_attention import PyramidAttention
 
 
@@ -29,16 +29,12 @@ class PAEDSR(nn.Module):
         window_overlap: int = 8,
     ) -> None:
         super().__init__()
-        if n_resblocks % 2:
-            raise ValueError("n_resblocks must be even: the attention sits in the middle")
         self.scale = scale
         self.sub_mean = MeanShift(sign=-1)
         self.msa = PyramidAttention(n_feats, reduction, res_scale, window=window, window_overlap=window_overlap)
         self.add_mean = MeanShift(sign=1)
         self.head = nn.Sequential(conv(n_colors, n_feats, 3))
-        blocks = [ResBlock(n_feats, nn.ReLU(True), res_scale) for _ in range(n_resblocks)]
-        half = n_resblocks // 2
-        self.body = nn.Sequential(*blocks[:half], self.msa, *blocks[half:], conv(n_feats, n_feats, 3))
+        self.body = attention_body(n_resblocks, n_feats, lambda: nn.ReLU(True), self.msa, res_scale)
         self.tail = nn.Sequential(Upsampler(scale, n_feats), conv(n_feats, n_colors, 3))
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from panet_cli.networks.blocks import MeanShift, ResBlock, conv
+from panet_cli.networks.blocks import MeanShift, attention_body, conv
 from panet_cli.networks.pyramid_attention import PyramidAttention
 
 
@@ -29,16 +29,12 @@ class PANet(nn.Module):
         window_overlap: int = 8,
     ) -> None:
         super().__init__()
-        if n_resblocks % 2:
-            raise ValueError("n_resblocks must be even: the attention sits in the middle")
         self.input_skip = input_skip
         self.sub_mean = MeanShift(sign=-1)
         self.add_mean = MeanShift(sign=1)
         self.head = nn.Sequential(conv(n_colors, n_feats, 3))
-        half = [ResBlock(n_feats, nn.PReLU()) for _ in range(n_resblocks // 2)]
-        other = [ResBlock(n_feats, nn.PReLU()) for _ in range(n_resblocks // 2)]
         attention = PyramidAttention(n_feats, reduction, 1.0, window=window, window_overlap=window_overlap)
-        self.body = nn.Sequential(*half, attention, *other, conv(n_feats, n_feats, 3))
+        self.body = attention_body(n_resblocks, n_feats, nn.PReLU, attention)
         self.tail = nn.Sequential(conv(n_feats, n_colors, 3))
 
     @property
