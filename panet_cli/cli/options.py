@@ -90,6 +90,7 @@ def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 _IO = "Input and output"
 _MODEL = "Model and device"
 _TILES = "Tiling"
+_SCALE = "Scaling out"
 
 COMMON: list[inspect.Parameter] = [
     _param("inputs", list[str], typer.Argument(
@@ -132,6 +133,19 @@ COMMON: list[inspect.Parameter] = [
     _param("max_memory", Optional[str], typer.Option(
         None, "--max-memory", show_default=False, rich_help_panel=_TILES,
         help="Memory for tiles in flight, e.g. 4G or 512M (default: from free RAM / GPU memory).")),
+    _param("shard", Optional[str], typer.Option(
+        None, "--shard", metavar="I/N", show_default=False, rich_help_panel=_SCALE,
+        help="Process only shard I of N (input k goes to shard k mod N): one per job-array member.")),
+    _param("report", Optional[str], typer.Option(
+        None, "--report", metavar="FILE", show_default=False, rich_help_panel=_SCALE,
+        help="Write one JSON line per input (path, output, status, reason) to FILE.")),
+    _param("ray", Optional[str], typer.Option(
+        None, "--ray", metavar="[ADDRESS]", show_default=False, rich_help_panel=_SCALE,
+        help="Run on Ray: alone (or 'local') starts a local cluster; 'auto', HOST:PORT or ray://HOST:PORT "
+             "joins a running one. Needs pip install \"panet\\[ray]\".")),  # \\[: a bracket, not rich markup
+    _param("ray_actors", int, typer.Option(
+        0, "--ray-actors", min=0, metavar="N", rich_help_panel=_SCALE,
+        help="Ray actors (0 = one per GPU, else one per --threads CPUs of the cluster).")),
 ]
 
 TASK_OPTIONS: dict[str, list[inspect.Parameter]] = {
@@ -148,6 +162,39 @@ TASK_OPTIONS: dict[str, list[inspect.Parameter]] = {
         Pattern.RGGB, "--pattern", "-p", case_sensitive=False,
         help="Bayer pattern of the input (a one-channel CFA, or RGB with zeros at unsampled positions)."))],
 }
+
+
+RAY_LOCAL = "local"
+
+
+def ray_address_optional(args: list[str]) -> list[str]:
+    """``--ray`` not followed by an address gets ``local``, so ``--ray`` works alone (Typer has no optional values).
+
+    ``panet denoise --ray photos/`` thus reads photos/ as an input; ``--ray auto``, ``--ray HOST:PORT``,
+    ``--ray ray://HOST:PORT`` and ``--ray=ADDRESS`` name a cluster. Arguments after ``--`` are left alone.
+    """
+    from panet_cli.scaleout.ray_job import is_address
+
+    out: list[str] = []
+    for k, arg in enumerate(args):
+        if arg == "--":
+            return out + args[k:]
+        if arg == "--ray" and (k + 1 >= len(args) or not is_address(args[k + 1])):
+            out.append(f"--ray={RAY_LOCAL}")
+        else:
+            out.append(arg)
+    return out
+
+
+def task_command_class():
+    """The Typer command class of the task commands: lets ``--ray`` go without a value."""
+    from typer.core import TyperCommand
+
+    class TaskCommand(TyperCommand):
+        def parse_args(self, ctx, args: list[str]) -> list[str]:
+            return super().parse_args(ctx, ray_address_optional(list(args)))
+
+    return TaskCommand
 
 
 def build_command(task: str, run: Callable[[str, dict[str, Any]], None], doc: str) -> Callable[..., None]:

@@ -1,21 +1,26 @@
 """``panet denoise | sr | car | demosaic``: four commands, one implementation.
 
 Each command expands its inputs, loads the model once, then reads, restores and writes image by
-image: a bad image costs one error line and the run goes on; the exit code is 1 if anything
-failed. Progress and messages go to stderr so ``-o -`` can stream the image on stdout.
+image (the next image decoded and the last one encoded while the current one is restored: see
+:mod:`panet_cli.scaleout.work`): a bad image costs one error line and the run goes on; the exit
+code is 1 if anything failed. ``--shard I/N`` keeps a slice of the inputs for job arrays, ``--ray``
+runs the same jobs on a Ray cluster, ``--report`` writes one JSON line per input. Progress and
+messages go to stderr so ``-o -`` can stream the image on stdout.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from panet_cli.cli.inputs import (
+    STDIN,
     Job,
     UsageError,
     check_output_target,
@@ -31,8 +36,13 @@ from panet_cli.cli.options import (
     print_error,
     print_note,
     stderr_console,
+    task_command_class,
     usage_error,
 )
+
+if TYPE_CHECKING:
+    from panet_cli.scaleout.report import Report
+    from panet_cli.scaleout.work import Outcome, Settings
 
 DOCS = {
     "denoise": "Remove Gaussian-like noise (blind by default; --sigma picks a level-specific model if installed).",
@@ -48,21 +58,36 @@ FORCED_FORMATS = {"car": "PNG"}
 
 def run_task(task: str, values: dict[str, Any]) -> None:
     """The body of every task command (see the module docstring)."""
+    from panet_cli.scaleout.shards import parse_shard, take_shard
+
     console = stderr_console()
     quiet: bool = values["quiet"]
+    on_ray = values.get("ray") is not None
     try:
         tile = parse_tile(values["tile"])
         max_memory = parse_memory(values["max_memory"])
+        shard = parse_shard(values["shard"]) if values.get("shard") is not None else None
     except ValueError as e:
         raise usage_error(console, str(e)) from None
     if values["model"] and values["weights"]:
         raise usage_error(console, "use --model NAME or --weights FILE, not both")
     if values["inputs"].count("-") > 1:
         raise usage_error(console, "stdin (-) can be read only once")
+    if on_ray and (STDIN in values["inputs"] or values["output"] == STDIN):
+        raise usage_error(console, "--ray reads and writes files by path: stdin and stdout (-) cannot be used with it")
     fmt = values["format"].value if values["format"] is not None else None
 
     from panet_cli.errors import ModelUnavailable, PanetError
     from panet_cli.images import normalize_format
+
+    if on_ray:  # before anything is loaded: without the extra installed, say so at once
+        from panet_cli.scaleout.ray_job import import_ray
+
+        try:
+            import_ray()
+        except PanetError as e:
+            print_error(console, str(e))
+            raise typer.Exit(1) from None
 
     try:
         fmt = normalize_format(fmt) if fmt else None
@@ -71,7 +96,8 @@ def run_task(task: str, values: dict[str, Any]) -> None:
     except UsageError as e:
         raise usage_error(console, str(e)) from None
     try:
-        descriptor, device = _load(task, values)
+        # With --ray the driver only checks the model and ships its file: the actors choose their devices.
+        descriptor, device = _load(task, values, device="cpu" if on_ray else None)
     except ModelUnavailable as e:
         print_error(console, _with_weights_hint(str(e)))
         raise typer.Exit(1) from None
@@ -82,54 +108,125 @@ def run_task(task: str, values: dict[str, Any]) -> None:
     suffix = f"_x{descriptor.scale}" if task == "sr" else SUFFIXES[task]
     plan_outputs(jobs, values["output"], many=many, suffix=suffix, format=fmt, force_format=FORCED_FORMATS.get(task))
     jobs = drop_own_outputs(jobs)
+    if shard is not None:
+        # After dropping our own outputs, before looking at existing ones: every member of a job
+        # array slices the same list, whatever the others have written already.
+        total = len(jobs)
+        jobs = take_shard(jobs, *shard)
+        if not quiet:
+            print_note(console, f"shard {shard[0]}/{shard[1]}: {len(jobs)} of {total} inputs")
     check_outputs(jobs, overwrite=values["overwrite"], skip_existing=values["skip_existing"])
-    runner = _Run(task, values, descriptor, device, tile, max_memory, console, quiet)
-    failed = runner.all(jobs)
+
+    from panet_cli.scaleout.report import Report
+
+    report = Report(values.get("report"))
+    run = _Run(console, quiet, report)
+    settings = _settings(task, values, tile, max_memory)
+    try:
+        if on_ray:
+            failed = _on_ray(run, jobs, settings, descriptor, values)
+        else:
+            failed = _locally(run, jobs, settings, descriptor, device)
+        report.save()
+    except PanetError as e:
+        print_error(console, str(e))
+        raise typer.Exit(1) from None
     if failed:
         raise typer.Exit(1)
 
 
-def _load(task: str, values: dict[str, Any]):
+def _load(task: str, values: dict[str, Any], device: str | None = None):
     """Device and model, once per run (their errors end the run before any image is touched)."""
     from panet_cli.devices import select_device
     from panet_cli.inference import resolve_model
 
-    if values["threads"]:
+    if values["threads"] and device is None:
         import torch
 
         torch.set_num_threads(values["threads"])
-    device = select_device(values["device"])
+    device = select_device(device or values["device"])
     source = Path(values["weights"]).expanduser() if values["weights"] else values["model"]
     level = values.get("sigma") if task == "denoise" else values.get("quality") if task == "car" else None
     descriptor = resolve_model(task, source, level=level, scale=values.get("scale"), device=device)
     return descriptor, device
 
 
+def _settings(task: str, values: dict[str, Any], tile, max_memory) -> Settings:
+    from panet_cli.scaleout.work import Settings
+
+    return Settings(
+        task=task, scale=values.get("scale"), pattern=values["pattern"].value if "pattern" in values else "RGGB",
+        precision=values["precision"].value, tile=tile, tile_overlap=values["tile_overlap"],
+        max_memory=max_memory, tta=values["tta"], overwrite=values["overwrite"],
+    )
+
+
 def _with_weights_hint(message: str) -> str:
     return message if "--weights" in message else f"{message} (or pass --weights FILE)"
 
 
-class _Run:
-    """Processes jobs one by one with progress bars and a summary, counting failures."""
+def _locally(run: _Run, jobs: list[Job], settings: Settings, descriptor, device) -> int:
+    from panet_cli.scaleout.work import FileWorker
 
-    def __init__(self, task, values, descriptor, device, tile, max_memory, console, quiet) -> None:
-        self.task, self.values, self.descriptor, self.device = task, values, descriptor, device
-        self.tile, self.max_memory = tile, max_memory
-        self.console, self.quiet = console, quiet
+    stdin = sys.stdin.buffer.read() if any(j.source is None and not j.error for j in jobs) else b""
+    worker = FileWorker(descriptor, device, settings, notice=run.note, stdin=stdin, stdout=sys.stdout.buffer)
+    return run.all(len(jobs), lambda tiles: worker.process(jobs, tiles=tiles))
+
+
+def _on_ray(run: _Run, jobs: list[Job], settings: Settings, descriptor, values: dict[str, Any]) -> int:
+    """The jobs with work to do go to a Ray Data pipeline; failed and skipped ones are reported here."""
+    from panet_cli.scaleout import ray_job
+    from panet_cli.scaleout.work import FAILED, SKIPPED, Outcome
+
+    written_since = time.time()
+    decided = [Outcome(j, FAILED, j.error) if j.error else Outcome(j, SKIPPED) for j in jobs if j.error or j.skip]
+    pending = [j for j in jobs if not (j.error or j.skip)]
+    connected = ray_job.connect(values["ray"], quiet=run.quiet) if pending else False
+    try:
+        plan = ray_job.plan_actors(ray_job.import_ray().cluster_resources(), device=values["device"],
+                                   threads=values["threads"], actors=values["ray_actors"]) if pending else None
+        if plan is not None:
+            run.note(f"Ray: {len(pending)} images on {plan.describe()}")
+
+        def outcomes(_tiles) -> Iterator[Outcome]:
+            yield from decided
+            finished: set[int] = set()
+            try:
+                for outcome in ray_job.run(pending, settings, descriptor.source, plan, written_since=written_since):
+                    finished.add(id(outcome.job))
+                    yield outcome
+            except ray_job.RayJobStopped as stopped:
+                left = [j for j in pending if id(j) not in finished]
+                print_error(run.console, f"{stopped}; {len(left)} images not processed "
+                                         "(run again with --skip-existing to resume)")
+                for job in left:  # in the counts and the report, without a line each
+                    run.record(Outcome(job, FAILED, f"{job.display}: not processed ({stopped})"), show=False)
+
+        return run.all(len(jobs), outcomes)
+    finally:
+        if connected:
+            ray_job.disconnect()
+
+
+class _Run:
+    """Shows outcomes as they come: progress bars, one line per failure, notes once, a summary; feeds the report."""
+
+    def __init__(self, console, quiet: bool, report: Report) -> None:
+        self.console, self.quiet, self.report = console, quiet, report
         self.notes: set[str] = set()
         self.done = self.failed = self.skipped = 0
         self.megapixels = 0.0
         self.progress = None
 
-    def all(self, jobs: list[Job]) -> int:
+    def all(self, total: int, outcomes: Callable[[Callable | None], Iterable[Outcome]]) -> int:
+        """Consume ``outcomes(tiles)`` (``tiles``: per-image tile progress, or None) and print the summary."""
         started = time.perf_counter()
-        stdin = sys.stdin.buffer.read() if any(j.source is None and not j.error for j in jobs) else b""
         # Bars only on a terminal: in logs and pipes they would be noise.
         self.progress = _progress(self.console) if self.console.is_terminal and not self.quiet else None
         with self.progress or nullcontext():
-            images = self.progress.add_task("images", total=len(jobs)) if self.progress else None
-            for job in jobs:
-                self.one(job, stdin)
+            images = self.progress.add_task("images", total=total) if self.progress else None
+            for outcome in outcomes(self._tiles if self.progress is not None else None):
+                self.record(outcome)
                 if self.progress is not None:
                     self.progress.advance(images)
         seconds = time.perf_counter() - started
@@ -141,64 +238,35 @@ class _Run:
             )
         return self.failed
 
-    def one(self, job: Job, stdin: bytes) -> None:
-        from panet_cli.errors import PanetError
-        from panet_cli.images import encode_image, read_image, write_image
-        from panet_cli.inference import restore
+    def record(self, outcome: Outcome, *, show: bool = True) -> None:
+        """Count ``outcome`` and add it to the report; a failure prints its line unless ``show`` is False."""
+        from panet_cli.scaleout.work import DONE, FAILED
 
-        if job.error:
-            self._fail(job.error)
-            return
-        if job.skip:
-            self.skipped += 1
-            return
-        tiles = self.progress.add_task(f"  {_short(job.display)}", total=None) if self.progress else None
-        try:
-            loaded = read_image(stdin if job.source is None else job.source, name=job.display)
-            v = self.values
-            restored = restore(
-                loaded.pixels, self.task, model=self.descriptor, scale=v.get("scale"),
-                pattern=v["pattern"].value if "pattern" in v else "RGGB", device=self.device,
-                precision=v["precision"].value, tile=self.tile, tile_overlap=v["tile_overlap"],
-                max_memory=self.max_memory, tta=v["tta"], notice=self._note,
-                progress=(lambda d, t: self.progress.update(tiles, completed=d, total=t)) if tiles is not None else None,
-            )
-            result = _finish(loaded, restored)
-            if job.output is None:
-                sys.stdout.buffer.write(encode_image(result, job.format or "PNG"))
-                sys.stdout.buffer.flush()
-            else:
-                write_image(job.output, result, format=job.format, overwrite=v["overwrite"])
+        self.report.add(outcome)
+        if outcome.status == DONE:
             self.done += 1
-            self.megapixels += loaded.megapixels
-        except PanetError as e:
-            self._fail(str(e))
+            self.megapixels += outcome.megapixels
+        elif outcome.status == FAILED:
+            self.failed += 1
+            if show:
+                print_error(self.console, outcome.reason or f"{outcome.job.display}: failed")
+        else:
+            self.skipped += 1
+        for note in outcome.notes:
+            self.note(note)
+
+    @contextmanager
+    def _tiles(self, job: Job) -> Iterator[Callable[[int, int], None]]:
+        tiles = self.progress.add_task(f"  {_short(job.display)}", total=None)
+        try:
+            yield lambda done, total: self.progress.update(tiles, completed=done, total=total)
         finally:
-            if tiles is not None:
-                self.progress.remove_task(tiles)
+            self.progress.remove_task(tiles)
 
-    def _fail(self, message: str) -> None:
-        self.failed += 1
-        print_error(self.console, message)
-
-    def _note(self, message: str) -> None:
+    def note(self, message: str) -> None:
         if not self.quiet and message not in self.notes:
             self.notes.add(message)
             print_note(self.console, message)
-
-
-def _finish(loaded, restored):
-    """The output image: restored pixels, alpha resized to match, metadata carried over."""
-    from panet_cli.images import resize_alpha
-
-    h, w = restored.shape[:2]
-    alpha = loaded.alpha
-    if alpha is not None and alpha.shape != (h, w):
-        alpha = resize_alpha(alpha, h, w)
-    icc = loaded.icc_profile
-    if restored.shape[2] != loaded.channels:  # a grey CFA became colour: a grey profile no longer fits
-        icc = None
-    return loaded.replace(pixels=restored, alpha=alpha, icc_profile=icc)
 
 
 def _short(name: str, width: int = 40) -> str:
@@ -216,4 +284,4 @@ def _progress(console):
 
 def register(app: typer.Typer) -> None:
     for task in ("denoise", "sr", "car", "demosaic"):
-        app.command(task, help=DOCS[task])(build_command(task, run_task, DOCS[task]))
+        app.command(task, help=DOCS[task], cls=task_command_class())(build_command(task, run_task, DOCS[task]))

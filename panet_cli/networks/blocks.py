@@ -66,14 +66,19 @@ class Upsampler(nn.Sequential):
 
 
 def attention_body(
-    n_resblocks: int, n_feats: int, activation: Callable[[], nn.Module], attention: nn.Module, res_scale: float = 1.0
+    n_resblocks: int,
+    n_feats: int,
+    activation: Callable[[], nn.Module],
+    attention: Callable[[], nn.Module],
+    res_scale: float = 1.0,
 ) -> nn.Sequential:
     """``n/2`` residual blocks, the attention, ``n/2`` blocks and a conv: the body of PANet and PA-EDSR.
 
-    The attention sits at ``body[n/2]``, where the published checkpoints store it.
+    The attention sits at ``body[n/2]``, where the published checkpoints store it. It is built by
+    ``attention()`` after the blocks, so seeded initialisation stays what it always was.
     """
     if n_resblocks % 2:
         raise ValueError("n_resblocks must be even: the attention sits in the middle")
     blocks = [ResBlock(n_feats, activation(), res_scale) for _ in range(n_resblocks)]
     half = n_resblocks // 2
-    return nn.Sequential(*blocks[:half], attention, *blocks[half:], conv(n_feats, n_feats, 3))
+    return nn.Sequential(*blocks[:half], attention(), *blocks[half:], conv(n_feats, n_feats, 3))

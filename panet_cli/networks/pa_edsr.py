@@ -34,7 +34,7 @@ class PAEDSR(nn.Module):
         self.msa = PyramidAttention(n_feats, reduction, res_scale, window=window, window_overlap=window_overlap)
         self.add_mean = MeanShift(sign=1)
         self.head = nn.Sequential(conv(n_colors, n_feats, 3))
-        self.body = attention_body(n_resblocks, n_feats, lambda: nn.ReLU(True), self.msa, res_scale)
+        self.body = attention_body(n_resblocks, n_feats, lambda: nn.ReLU(True), lambda: self.msa, res_scale)
         self.tail = nn.Sequential(Upsampler(scale, n_feats), conv(n_feats, n_colors, 3))
 
     @property

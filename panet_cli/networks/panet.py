@@ -33,8 +33,10 @@ class PANet(nn.Module):
         self.sub_mean = MeanShift(sign=-1)
         self.add_mean = MeanShift(sign=1)
         self.head = nn.Sequential(conv(n_colors, n_feats, 3))
-        attention = PyramidAttention(n_feats, reduction, 1.0, window=window, window_overlap=window_overlap)
-        self.body = attention_body(n_resblocks, n_feats, nn.PReLU, attention)
+        self.body = attention_body(
+            n_resblocks, n_feats, nn.PReLU,
+            lambda: PyramidAttention(n_feats, reduction, 1.0, window=window, window_overlap=window_overlap),
+        )
         self.tail = nn.Sequential(conv(n_feats, n_colors, 3))
 
     @property
