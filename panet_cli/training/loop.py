@@ -121,6 +121,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
         nn.init.zeros_(attention.conv_assembly[0].weight)
         nn.init.zeros_(attention.conv_assembly[0].bias)
     attention.enabled = config.attention
+    # NHWC: oneDNN's convolutions measured 1.2x faster per training step (bf16, 2 threads) than NCHW.
+    model.to(memory_format=torch.channels_last)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=config.lr)
     if optimizer_state is not None and record.get("stage_key") == _stage_key(config):
@@ -135,6 +137,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     def one_step(use_bf16: bool) -> float:
         clean = sampler.batch(config.batch)
         inputs, target = make_pair(config.recipe, clean, gen)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             out = net(inputs)
         loss = (out.float() - target).abs().mean()
