@@ -87,6 +87,19 @@ def test_attention_stage_starts_from_the_backbone_unchanged(image_folder, tmp_pa
     assert record["curve"][-1][2] == pytest.approx(meta["val_psnr"], abs=0.05)
 
 
+def test_a_new_stage_writes_its_weights_even_below_the_previous_best(image_folder, tmp_path):
+    """The attention stage must produce a file (with the attention on) even if it never beats the backbone."""
+    backbone = tmp_path / "backbone.safetensors"
+    train(_config(image_folder, backbone, steps=10, attention=False), log=lambda m: None)
+    _, meta = read_safetensors(backbone)
+    out = tmp_path / "attention.safetensors"
+    # a learning rate this large wrecks the network: validation falls below the backbone's best
+    record = train(_config(image_folder, out, steps=20, resume=backbone, lr=5.0), log=lambda m: None)
+    assert record["curve"][-1][2] < meta["val_psnr"]
+    tensors, stage2 = read_safetensors(out)
+    assert stage2["step"] > 10 and stage2["attention_enabled"] is True
+
+
 def test_torchrun_two_processes_on_cpu(image_folder, tmp_path):
     out = tmp_path / "ddp.safetensors"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

@@ -163,9 +163,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     record.setdefault("curve", [])
     record.setdefault("stages", [])
     record.setdefault("cpu_hours", 0.0)
+    # "Best" is per stage: a new stage (e.g. the attention switched on) must write its own weights even
+    # while it is still below the previous stage's best, or its file would never appear.
+    same_stage = record.get("stage_key") == _stage_key(config)
     record["stage_key"] = _stage_key(config)
     record["stages"].append({k: v for k, v in asdict(config).items() if k not in ("resume", "data", "out", "recipe")})
-    best = record.get("best_val_psnr", -math.inf)
+    best = record.get("best_val_psnr", -math.inf) if same_stage else -math.inf
     cpu_start = time.process_time()
     cpu_hours_start = record["cpu_hours"]
     stage_start = start_step
