@@ -330,3 +330,45 @@ def test_info_shows_the_whole_entry(setup: dict) -> None:
     assert info["hub_file"] == {"repo": REPO, "filename": "car-color.safetensors", "revision": COMMIT}
     unknown = runner.invoke(app, ["models", "info", "car-colour"])
     assert unknown.exit_code == 1 and "did you mean car-color" in unknown.stderr
+
+
+# ---------------------------------------------------------------- the shipped weights work out of the box
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "clean_108005.png"
+
+
+def _example_crop(size: int = 64) -> "np.ndarray":
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(EXAMPLE) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32)[:size, :size] / 255
+
+
+@pytest.mark.parametrize("task", ["denoise", "sr"])
+def test_shipped_default_beats_the_input(real_manifest: None, task: str) -> None:
+    """The task's default model is found offline and improves on what the user had (noisy file / bicubic)."""
+    import numpy as np
+    import torch
+
+    from panet_cli import degradations
+    from panet_cli.inference import restore
+    from panet_cli.metrics import psnr
+
+    spec = next(s for s in registry.candidates(task) if s.default)
+    if registry.status(spec) != "shipped":
+        pytest.skip(f"{spec.name} is not trained yet")
+    torch.set_num_threads(1)
+    clean = _example_crop()
+    chw = torch.from_numpy(clean).permute(2, 0, 1)[None]
+    if task == "denoise":
+        degraded = degradations.add_gaussian_noise(chw, torch.tensor([25.0]), torch.Generator().manual_seed(0))
+        baseline, kwargs = degraded, {"level": 25}
+    else:
+        degraded = degradations.quantize_8bit(degradations.bicubic_downscale(chw, 4))
+        baseline, kwargs = degradations.bicubic_upscale(degraded, 4).clamp(0, 1), {"scale": 4}
+    out = restore(degraded[0].permute(1, 2, 0).numpy(), task, device="cpu", **kwargs)
+    assert out.shape == clean.shape
+    ours = psnr(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None], chw)
+    before = psnr(baseline, chw)
+    assert ours > before + (3.0 if task == "denoise" else 0.3), (ours, before)
