@@ -33,18 +33,9 @@ SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path_factory, monkeypatch):
-    """No shipped or user models leak in, one thread (as tests/test_cli_restore.py)."""
-    root = tmp_path_factory.getbasetemp()
-    manifest = root / "manifest.json"
-    manifest.write_text('{"format": 1, "hub": {"repo": null, "revision": null}, "models": []}')
-    monkeypatch.setenv("PANET_MANIFEST", str(manifest))
-    monkeypatch.setenv("PANET_HOME", str(root / "home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def isolated(isolated_registry):
+    """No shipped or user models leak in, one thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
