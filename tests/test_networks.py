@@ -99,3 +99,24 @@ def test_bypassed_attention_changes_the_output() -> None:
         net.attention.enabled = False
         off = net(x)
     assert (on - off).abs().max().item() > 1e-4
+
+
+def test_bayer_bilinear_skip_is_bilinear_demosaicing_in_any_phase():
+    """With a zero tail the demosaicing PANet returns bilinear interpolation, whatever the pattern's phase:
+    sampled values are kept and each gap gets the mean of the sampled values around it (borders reflected)."""
+    from panet_cli.degradations import bayer_mosaic
+
+    model = PANet(2, 8, 3, input_skip=True, skip_filter="bayer_bilinear", window=8, window_overlap=2).eval()
+    torch.nn.init.zeros_(model.tail[0].weight)
+    torch.nn.init.zeros_(model.tail[0].bias)
+    image = torch.rand(1, 3, 12, 10)
+    for pattern in ("RGGB", "BGGR", "GRBG", "GBRG"):
+        mosaic = bayer_mosaic(image, pattern)
+        masks = bayer_mosaic(torch.ones_like(image), pattern)
+        with torch.no_grad():
+            out = model(mosaic)
+        sums = torch.nn.functional.unfold(torch.nn.functional.pad(mosaic, (1, 1, 1, 1), mode="reflect"), 3)
+        counts = torch.nn.functional.unfold(torch.nn.functional.pad(masks, (1, 1, 1, 1), mode="reflect"), 3)
+        mean = (sums.view(1, 3, 9, -1).sum(2) / counts.view(1, 3, 9, -1).sum(2)).view_as(image)
+        expected = torch.where(masks.bool(), image, mean)
+        assert torch.allclose(out, expected, atol=1e-6), pattern

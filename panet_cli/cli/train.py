@@ -37,6 +37,9 @@ def train_command(
     threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
     seed: int = typer.Option(0),
     resume: Optional[Path] = typer.Option(None, help="Continue from our .safetensors weights or a .state.pt file."),
+    init_from: Optional[Path] = typer.Option(
+        None, help="Start a new model from another of ours (related task, 1/3 colours, other SR scale); step 0."
+    ),
 ) -> None:
     """Train a model (see weights/README.md for the recipes behind the shipped weights)."""
     from rich.console import Console
@@ -53,11 +56,14 @@ def train_command(
     else:
         arch = "PANet"
         network.update(reduction=reduction, input_skip=True)
+        if task == "demosaic":
+            network["skip_filter"] = "bayer_bilinear"
     recipe = DegradationRecipe(task, sigma_min, sigma_max, quality_min=quality_min, quality_max=quality_max,
                                scale=scale, pattern=pattern)
     config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
                          attention=attention, patch=patch, batch=batch, steps=steps, lr=lr, val_every=val_every,
-                         precision=precision, threads=threads, seed=seed, resume=resume)
+                         precision=precision, threads=threads, seed=seed, resume=resume,
+                         init_from=init_from)
     train(config, log=lambda m: console.log(m))
 
 

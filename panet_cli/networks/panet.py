@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from panet_cli.networks.blocks import MeanShift, attention_body, conv
@@ -16,6 +17,8 @@ class PANet(nn.Module):
     Our own smaller models add ``input_skip`` (the network predicts the correction to its input,
     which trains much faster) and restrict attention to a ``window``.
     ``sub_mean``/``add_mean`` exist only so published checkpoints load strictly; PANet never applies them.
+    ``skip_filter="bayer_bilinear"`` (demosaicing) adds the bilinear demosaic of the zero-filled mosaic
+    instead of the mosaic itself, so the network learns only what bilinear interpolation gets wrong.
     """
 
     def __init__(
@@ -27,9 +30,16 @@ class PANet(nn.Module):
         input_skip: bool = False,
         window: int | None = None,
         window_overlap: int = 8,
+        skip_filter: str | None = None,
     ) -> None:
         super().__init__()
         self.input_skip = input_skip
+        self.skip_filter = skip_filter
+        if skip_filter not in (None, "bayer_bilinear"):
+            raise ValueError(f"unknown skip_filter {skip_filter!r}")
+        if skip_filter == "bayer_bilinear":
+            # not persistent: a fixed function, not a weight (and published checkpoints load strictly)
+            self.register_buffer("skip_kernel", bayer_bilinear_kernel(n_colors), persistent=False)
         self.sub_mean = MeanShift(sign=-1)
         self.add_mean = MeanShift(sign=1)
         self.head = nn.Sequential(conv(n_colors, n_feats, 3))
@@ -47,5 +57,25 @@ class PANet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.head(x)
         out = self.tail(self.body(features) + features)
-        return out + x if self.input_skip else out
+        if not self.input_skip:
+            return out
+        if self.skip_filter is None:
+            return out + x
+        # reflection keeps the Bayer phase at the borders (index -1 mirrors to 1, same parity)
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        return out + F.conv2d(padded, self.skip_kernel.to(x.dtype), groups=x.shape[1])
+
+
+def bayer_bilinear_kernel(n_colors: int = 3) -> torch.Tensor:
+    """Depthwise 3x3 kernels that bilinearly demosaic a zero-filled RGB Bayer mosaic, whatever its phase.
+
+    Red and blue sit on one pixel in four: the [1 2 1] x [1 2 1] / 4 tent fills the gaps and keeps
+    sampled values. Green sits on one in two (a quincunx): the cross kernel does the same.
+    """
+    if n_colors != 3:
+        raise ValueError("a Bayer bilinear skip needs 3 colour channels")
+    tent = torch.tensor([1.0, 2.0, 1.0])
+    red_blue = torch.outer(tent, tent) / 4
+    green = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
+    return torch.stack([red_blue, green, red_blue]).unsqueeze(1)
 

@@ -16,11 +16,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from panet_cli.errors import PanetError
 from panet_cli.loading.architectures import build_network
 from panet_cli.loading.checkpoint import read_safetensors, save_safetensors
 from panet_cli.metrics import psnr
 from panet_cli.training.data import CropSampler, center_crops, list_images, load_uint8
 from panet_cli.training.tasks import DegradationRecipe, make_pair
+from panet_cli.training.transfer import initialise_from
 
 
 @dataclass
@@ -46,6 +48,7 @@ class TrainConfig:
     threads: int = 0
     seed: int = 0
     resume: Path | None = None
+    init_from: Path | None = None
     name: str = ""
 
 
@@ -81,6 +84,11 @@ def choose_precision(requested: str, step_fn: Callable[[bool], None]) -> bool:
 
 def _restore(config: TrainConfig, model: nn.Module) -> tuple[int, dict[str, Any], dict | None]:
     """Load weights (and optimizer state, for a training-state file) from ``config.resume``."""
+    if config.resume is not None and config.init_from is not None:
+        raise PanetError("use either resume (same model, continue) or init_from (start a new model), not both")
+    if config.init_from is not None:
+        source = initialise_from(model, config.init_from)
+        return 0, {"initialised_from": source, "attention_trained": source["attention_trained"]}, None
     if config.resume is None:
         return 0, {}, None
     path = Path(config.resume)
@@ -167,7 +175,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     # while it is still below the previous stage's best, or its file would never appear.
     same_stage = record.get("stage_key") == _stage_key(config)
     record["stage_key"] = _stage_key(config)
-    record["stages"].append({k: v for k, v in asdict(config).items() if k not in ("resume", "data", "out", "recipe")})
+    record["stages"].append({k: v for k, v in asdict(config).items() if k not in ("resume", "init_from", "data", "out", "recipe")})
     best = record.get("best_val_psnr", -math.inf) if same_stage else -math.inf
     cpu_start = time.process_time()
     cpu_hours_start = record["cpu_hours"]
