@@ -3,9 +3,12 @@
     python benchmarks/attention_worth.py --weights weights/panet_denoise_blind.safetensors --limit 10
     python benchmarks/attention_worth.py --windows 24 32 48 --set ../shared/data/bench/McMaster
     python benchmarks/attention_worth.py --windows 24:4 16:4 16:2     # window:overlap
+    python benchmarks/attention_worth.py --weights weights/panet_car_gray.safetensors \
+        --set ../shared/data/bench/LIVE1 --windows 16:2 24:4
 
 Every variant is the same network and weights, run through ``restore()`` as the CLI does, on the same
-noisy inputs in the same run (denoising, 8-bit clipped noise at --sigma): the attention bypassed
+degraded inputs in the same run, with the protocol of the model's task (denoising: 8-bit clipped noise at
+--sigma; JPEG: --quality; SR: the model's scale; demosaicing: RGGB): the attention bypassed
 (identity), and the attention restricted to each window size. Time per pixel of the attention grows
 with window**2, its quality is what this script measures. Prints a markdown table.
 """
@@ -22,7 +25,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(ROOT / "weights" / "panet_denoise_blind.safetensors"))
     parser.add_argument("--set", default=str(ROOT.parent / "shared" / "data" / "bench" / "CBSD68"))
-    parser.add_argument("--sigma", type=float, default=25)
+    parser.add_argument("--sigma", type=float, default=25, help="denoising: noise level (0-255 scale)")
+    parser.add_argument("--quality", type=int, default=10, help="JPEG artifact models: quality")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--windows", nargs="+", default=["24", "32", "48"],
                         help="window sizes, each optionally with its overlap as WINDOW:OVERLAP")
@@ -37,13 +41,17 @@ def main() -> None:
     descriptor = load_model(args.weights)
     attention = descriptor.model.attention
     trained = (attention.window, attention.window_overlap)
-    protocol = Protocol.for_task("denoise", sigma=args.sigma)
+    task = descriptor.task or descriptor.tasks[0]
+    protocol = Protocol.for_task(task, sigma=args.sigma, quality=args.quality, scale=descriptor.scale,
+                                 colors=descriptor.n_colors)
+    options = {"denoise": {"level": args.sigma}, "car": {"level": args.quality},
+               "sr": {"scale": descriptor.scale}}.get(task, {})
 
     def variant(name: str, enabled: bool, window: tuple[int | None, int]) -> Method:
         def run(image: np.ndarray) -> np.ndarray:
             attention.enabled, (attention.window, attention.window_overlap) = enabled, window
             try:
-                return restore(image, "denoise", model=descriptor, level=args.sigma, device="cpu")
+                return restore(image, task, model=descriptor, device="cpu", **options)
             finally:
                 attention.enabled, (attention.window, attention.window_overlap) = True, trained
 
@@ -59,7 +67,7 @@ def main() -> None:
         methods.append(variant(label, True, window))
     files = collect_images([args.set], limit=args.limit)
     report = evaluate(files, protocol, methods, dataset=Path(args.set).name)
-    print(f"{descriptor.name}: {Path(args.set).name} ({len(files)} images), sigma {args.sigma:g}, 8-bit noise\n")
+    print(f"{descriptor.name}: {Path(args.set).name} ({len(files)} images), {protocol.describe()}\n")
     print("| variant | PSNR (dB) | SSIM | s/MP |")
     print("| --- | --- | --- | --- |")
     for m in report.methods:
