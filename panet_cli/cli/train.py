@@ -7,11 +7,13 @@ from typing import Optional
 
 import typer
 
+from panet_cli.cli.options import Pattern, Task, stderr_console, user_errors
+
 
 def train_command(
     data: Path = typer.Argument(..., help="Folder of clean training images.", exists=True, file_okay=False),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the best weights (.safetensors)."),
-    task: str = typer.Option("denoise", help="denoise | sr | car | demosaic"),
+    task: Task = typer.Option(Task.denoise, help="What to train for."),
     blocks: int = typer.Option(16, help="Residual blocks (even; attention sits in the middle)."),
     feats: int = typer.Option(64, help="Feature channels."),
     reduction: int = typer.Option(2, help="Attention matching channels = feats / reduction."),
@@ -30,24 +32,27 @@ def train_command(
     sigma_max: float = typer.Option(75.0),
     quality_min: int = typer.Option(10, help="JPEG quality range (task car)."),
     quality_max: int = typer.Option(60),
-    pattern: str = typer.Option("RGGB", help="Bayer pattern (task demosaic)."),
+    pattern: Pattern = typer.Option(Pattern.RGGB, help="Bayer pattern (task demosaic)."),
     colors: int = typer.Option(3, help="Image channels: 3 colour, 1 grayscale."),
     val_every: int = typer.Option(250, help="Validate (and save if best) every N steps."),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto times both and keeps the faster)."),
     threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
     seed: int = typer.Option(0),
-    resume: Optional[Path] = typer.Option(None, help="Continue from our .safetensors weights or a .state.pt file."),
+    resume: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Continue from our .safetensors weights or a .state.pt file."),
     init_from: Optional[Path] = typer.Option(
-        None, help="Start a new model from another of ours (related task, 1/3 colours, other SR scale); step 0."
+        None, exists=True, dir_okay=False, help="Start a new model from another of ours (related task, 1/3 colours, other SR scale); step 0."
     ),
 ) -> None:
     """Train a model (see weights/README.md for the recipes behind the shipped weights)."""
-    from rich.console import Console
-
     from panet_cli.training.loop import TrainConfig, train
     from panet_cli.training.tasks import DegradationRecipe
 
-    console = Console(stderr=True)
+    console = stderr_console()
+    task, pattern = task.value, pattern.value
+    if precision not in ("auto", "fp32", "bf16"):
+        raise typer.BadParameter("use auto, fp32 or bf16", param_hint="--precision")
+    if colors not in (1, 3):
+        raise typer.BadParameter("use 1 (grayscale) or 3 (colour)", param_hint="--colors")
     network: dict = {"n_resblocks": blocks, "n_feats": feats, "n_colors": colors, "window": window or None,
                      "window_overlap": window_overlap}
     if task == "sr":
@@ -64,7 +69,8 @@ def train_command(
                          attention=attention, patch=patch, batch=batch, steps=steps, lr=lr, val_every=val_every,
                          precision=precision, threads=threads, seed=seed, resume=resume,
                          init_from=init_from)
-    train(config, log=lambda m: console.log(m))
+    with user_errors(console):
+        train(config, log=lambda m: console.log(m))
 
 
 def register(app: typer.Typer) -> None:

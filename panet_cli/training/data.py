@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from panet_cli.errors import PanetError
 from panet_cli.metrics import y_channel_8bit
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -16,7 +17,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 def list_images(folder: str | Path) -> list[Path]:
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise FileNotFoundError(f"no images found in {folder}")
+        raise PanetError(f"no images found in {folder}")
     return paths
 
 
@@ -43,7 +44,7 @@ class CropSampler:
     def __init__(self, images: list[torch.Tensor], patch: int, seed: int) -> None:
         self.images = [im for im in images if min(im.shape[1:]) >= patch]
         if not self.images:
-            raise ValueError(f"no training image is at least {patch} pixels on each side")
+            raise PanetError(f"no training image is at least {patch} pixels on each side")
         self.patch = patch
         self.generator = torch.Generator().manual_seed(seed)
 

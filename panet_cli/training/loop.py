@@ -85,7 +85,7 @@ def choose_precision(requested: str, step_fn: Callable[[bool], None]) -> bool:
 def _restore(config: TrainConfig, model: nn.Module) -> tuple[int, dict[str, Any], dict | None]:
     """Load weights (and optimizer state, for a training-state file) from ``config.resume``."""
     if config.resume is not None and config.init_from is not None:
-        raise PanetError("use either resume (same model, continue) or init_from (start a new model), not both")
+        raise PanetError("--resume continues a model and --init-from starts a new one from another: not both")
     if config.init_from is not None:
         source = initialise_from(model, config.init_from)
         return 0, {"initialised_from": source, "attention_trained": source["attention_trained"]}, None
