@@ -120,3 +120,24 @@ def test_bayer_bilinear_skip_is_bilinear_demosaicing_in_any_phase():
         mean = (sums.view(1, 3, 9, -1).sum(2) / counts.view(1, 3, 9, -1).sum(2)).view_as(image)
         expected = torch.where(masks.bool(), image, mean)
         assert torch.allclose(out, expected, atol=1e-6), pattern
+
+
+def test_a_demosaicing_model_with_the_bilinear_skip_loads_and_runs(tmp_path):
+    """Our loader builds networks on the meta device: the skip's fixed kernel must not depend on init."""
+    from panet_cli.inference import restore
+    from panet_cli.loading.checkpoint import save_safetensors
+
+    config = {"n_resblocks": 2, "n_feats": 8, "n_colors": 3, "reduction": 2, "input_skip": True, "window": 8,
+              "window_overlap": 2, "skip_filter": "bayer_bilinear"}
+    model = PANet(**config)
+    torch.nn.init.zeros_(model.tail[0].weight)
+    torch.nn.init.zeros_(model.tail[0].bias)
+    path = tmp_path / "demosaic.safetensors"
+    save_safetensors(path, model.state_dict(), {"arch": "PANet", "config": config, "task": "demosaic"})
+    descriptor = load_model(path)
+    image = np.random.default_rng(0).random((12, 10, 3), dtype=np.float32)
+    out = restore(image, "demosaic", model=descriptor, device="cpu")
+    masks = np.zeros_like(image)
+    masks[0::2, 0::2, 0] = masks[0::2, 1::2, 1] = masks[1::2, 0::2, 1] = masks[1::2, 1::2, 2] = 1
+    assert out.shape == image.shape
+    assert np.allclose(out[masks == 1], image[masks == 1], atol=1e-5)  # sampled values kept (zero tail)

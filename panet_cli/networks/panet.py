@@ -37,9 +37,8 @@ class PANet(nn.Module):
         self.skip_filter = skip_filter
         if skip_filter not in (None, "bayer_bilinear"):
             raise ValueError(f"unknown skip_filter {skip_filter!r}")
-        if skip_filter == "bayer_bilinear":
-            # not persistent: a fixed function, not a weight (and published checkpoints load strictly)
-            self.register_buffer("skip_kernel", bayer_bilinear_kernel(n_colors), persistent=False)
+        if skip_filter == "bayer_bilinear" and n_colors != 3:
+            raise ValueError("a Bayer bilinear skip needs 3 colour channels")
         self.sub_mean = MeanShift(sign=-1)
         self.add_mean = MeanShift(sign=1)
         self.head = nn.Sequential(conv(n_colors, n_feats, 3))
@@ -63,17 +62,17 @@ class PANet(nn.Module):
             return out + x
         # reflection keeps the Bayer phase at the borders (index -1 mirrors to 1, same parity)
         padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-        return out + F.conv2d(padded, self.skip_kernel.to(x.dtype), groups=x.shape[1])
+        # a fixed function rebuilt per call (27 numbers), not a buffer: nothing to store or load
+        kernel = bayer_bilinear_kernel().to(device=x.device, dtype=x.dtype)
+        return out + F.conv2d(padded, kernel, groups=x.shape[1])
 
 
-def bayer_bilinear_kernel(n_colors: int = 3) -> torch.Tensor:
+def bayer_bilinear_kernel() -> torch.Tensor:
     """Depthwise 3x3 kernels that bilinearly demosaic a zero-filled RGB Bayer mosaic, whatever its phase.
 
     Red and blue sit on one pixel in four: the [1 2 1] x [1 2 1] / 4 tent fills the gaps and keeps
     sampled values. Green sits on one in two (a quincunx): the cross kernel does the same.
     """
-    if n_colors != 3:
-        raise ValueError("a Bayer bilinear skip needs 3 colour channels")
     tent = torch.tensor([1.0, 2.0, 1.0])
     red_blue = torch.outer(tent, tent) / 4
     green = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
