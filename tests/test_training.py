@@ -124,3 +124,18 @@ def test_grey_training_images_are_matlab_y(image_folder):
     assert grey.shape == (1, 40, 48) and grey.dtype == torch.uint8
     assert torch.equal(grey.float(), expected.round())
     assert 16 <= int(grey.min()) and int(grey.max()) <= 235  # studio range, unlike Pillow's "L"
+
+
+def test_shrink_downscales_training_images_and_is_a_stage_of_its_own(image_folder, tmp_path):
+    from panet_cli.training.data import list_images, load_uint8
+    from panet_cli.training.loop import _stage_key
+
+    full = load_uint8(list_images(image_folder), 3)
+    half = load_uint8(list_images(image_folder), 3, shrink=2)
+    assert full[0].shape == (3, 40, 48) and half[0].shape == (3, 20, 24) and half[0].dtype == torch.uint8
+    # antialiased: the mean colour is kept
+    assert abs(float(full[0].float().mean()) - float(half[0].float().mean())) < 1.0
+    out = tmp_path / "m.safetensors"
+    assert _stage_key(_config(image_folder, out, steps=1)) != _stage_key(_config(image_folder, out, steps=1, shrink=2))
+    record = train(_config(image_folder, out, steps=2, shrink=2, val_crop=16, val_every=2), log=lambda m: None)
+    assert record["stages"][-1]["shrink"] == 2

@@ -25,6 +25,9 @@ def train_command(
     ),
     attention: bool = typer.Option(True, "--attention/--no-attention", help="Train with the attention on or bypassed."),
     patch: int = typer.Option(48, help="Training crop size (of the target image)."),
+    shrink: int = typer.Option(
+        1, min=1, help="Downscale training images by this factor first: 2 makes JPEG 4:2:0 colour full resolution."
+    ),
     batch: int = typer.Option(16, help="Crops per step (per process under torchrun)."),
     steps: int = typer.Option(1000, help="Total step count to reach (a resumed run continues its count)."),
     lr: float = typer.Option(2e-4, help="Initial learning rate of this stage (cosine-decayed)."),
@@ -66,7 +69,8 @@ def train_command(
     recipe = DegradationRecipe(task, sigma_min, sigma_max, quality_min=quality_min, quality_max=quality_max,
                                scale=scale, pattern=pattern)
     config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
-                         attention=attention, patch=patch, batch=batch, steps=steps, lr=lr, val_every=val_every,
+                         attention=attention, patch=patch, shrink=shrink, batch=batch, steps=steps, lr=lr,
+                         val_every=val_every,
                          precision=precision, threads=threads, seed=seed, resume=resume,
                          init_from=init_from)
     with user_errors(console):

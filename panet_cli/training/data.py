@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from panet_cli.degradations import bicubic_downscale
 from panet_cli.errors import PanetError
 from panet_cli.metrics import y_channel_8bit
 
@@ -21,16 +22,22 @@ def list_images(folder: str | Path) -> list[Path]:
     return paths
 
 
-def load_uint8(paths: list[Path], channels: int) -> list[torch.Tensor]:
+def load_uint8(paths: list[Path], channels: int, shrink: int = 1) -> list[torch.Tensor]:
     """Images as (C, H, W) uint8 tensors.
 
     ``channels`` 1 converts colour images to MATLAB's 8-bit Y (studio range), the grey images
     the grayscale benchmarks (LIVE1, classic5) are scored on, so training sees what eval sees.
+    ``shrink`` > 1 first downscales by that factor (antialiased bicubic): JPEG training images such as
+    BSDS store colour at half resolution (4:2:0), so a model learns that colour is smooth; after shrinking
+    by 2 it is full resolution again, which demosaicing, and any colour detail, needs.
     """
     out = []
     for p in paths:
         with Image.open(p) as im:
             rgb = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+        if shrink > 1:
+            small = bicubic_downscale(rgb.float().div(255)[None], shrink)[0]
+            rgb = small.clamp(0, 1).mul(255).round().to(torch.uint8)
         if channels == 1:
             y = y_channel_8bit(rgb.float().div(255)).mul(255).round()
             rgb = y.to(torch.uint8)

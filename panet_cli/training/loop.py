@@ -37,6 +37,7 @@ class TrainConfig:
     recipe: DegradationRecipe = field(default_factory=lambda: DegradationRecipe("denoise"))
     attention: bool = True
     patch: int = 48
+    shrink: int = 1
     batch: int = 16
     steps: int = 1000
     lr: float = 2e-4
@@ -115,7 +116,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     channels = 1 if config.network.get("n_colors", 3) == 1 else 3
     paths = list_images(config.data)
     holdout = min(config.val_holdout, len(paths) - 1)
-    images = load_uint8(paths, channels)
+    images = load_uint8(paths, channels, config.shrink)
     train_images, val_images = images[: len(images) - holdout], images[len(images) - holdout :]
     sampler = CropSampler(train_images, config.patch, seed=config.seed * 1000 + rank)
     val_clean = center_crops(val_images, min(config.val_crop, *(min(v.shape[1:]) for v in val_images)))
@@ -213,8 +214,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
 
 
 def _stage_key(config: TrainConfig) -> str:
-    """Optimizer state is reused only within the same stage (same attention setting and patch)."""
-    return json.dumps([config.attention, config.patch])
+    """Optimizer state and "best" carry over only within a stage (same attention, patch and data scale)."""
+    key: list = [config.attention, config.patch]
+    return json.dumps(key + [config.shrink] if config.shrink > 1 else key)
 
 
 @torch.no_grad()
