@@ -23,8 +23,14 @@ def main() -> None:
     training = meta.get("training", {})
     stages = training.get("stages", [])
     print(f"{args.weights}: step {meta.get('step')}, best validation PSNR {meta.get('val_psnr')} dB\n")
+    source = training.get("initialised_from")
+    if source:
+        print(f"initialised from {source['from']} ({source['task']}, step {source['step']}, "
+              f"{source['cpu_hours']:.2f} CPU h; adapted: {', '.join(source['adapted']) or 'none'}; "
+              f"fresh: {', '.join(source['fresh']) or 'none'}); CPU hours below exclude it\n")
     for i, stage in enumerate(stages, 1):
         print(f"stage {i}: attention {'on' if stage['attention'] else 'bypassed'}, patch {stage['patch']}, "
+              f"{'shrink ' + str(stage['shrink']) + ', ' if stage.get('shrink', 1) > 1 else ''}"
               f"batch {stage['batch']}, lr {stage['lr']:g} cosine to step {stage['steps']}, precision {stage['precision']}")
     print("\n| step | CPU hours | validation PSNR (dB) |\n| --- | --- | --- |")
     for step, cpu_hours, value in training.get("curve", []):
