@@ -70,8 +70,7 @@ def train_command(
                                scale=scale, pattern=pattern)
     config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
                          attention=attention, patch=patch, shrink=shrink, batch=batch, steps=steps, lr=lr,
-                         val_every=val_every,
-                         precision=precision, threads=threads, seed=seed, resume=resume,
+                         val_every=val_every, precision=precision, threads=threads, seed=seed, resume=resume,
                          init_from=init_from)
     with user_errors(console):
         train(config, log=lambda m: console.log(m))
