@@ -365,7 +365,7 @@ def test_shipped_default_beats_the_input(real_manifest: None, case: str) -> None
     from panet_cli import degradations
     from panet_cli.inference import restore
     from panet_cli.metrics import psnr
-    from panet_cli.networks.panet import bayer_bilinear_kernel
+    from panet_cli.networks.panet import bayer_bilinear_demosaic
 
     task = case.split("-")[0]
     kwargs, margin = SHIPPED_DEFAULTS[case]
@@ -389,8 +389,7 @@ def test_shipped_default_beats_the_input(real_manifest: None, case: str) -> None
         baseline = degraded
     else:
         degraded = degradations.bayer_mosaic(chw, "RGGB")
-        padded = torch.nn.functional.pad(degraded, (1, 1, 1, 1), mode="reflect")
-        baseline = torch.nn.functional.conv2d(padded, bayer_bilinear_kernel(), groups=3)
+        baseline = bayer_bilinear_demosaic(degraded)
     out = restore(degraded[0].permute(1, 2, 0).numpy(), task, device="cpu", **kwargs)
     assert out.shape == clean.shape
     ours = psnr(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None], chw)

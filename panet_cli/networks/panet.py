@@ -60,11 +60,17 @@ class PANet(nn.Module):
             return out
         if self.skip_filter is None:
             return out + x
-        # reflection keeps the Bayer phase at the borders (index -1 mirrors to 1, same parity)
-        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-        # a fixed function rebuilt per call (27 numbers), not a buffer: nothing to store or load
-        kernel = bayer_bilinear_kernel().to(device=x.device, dtype=x.dtype)
-        return out + F.conv2d(padded, kernel, groups=x.shape[1])
+        return out + bayer_bilinear_demosaic(x)
+
+
+def bayer_bilinear_demosaic(mosaic: torch.Tensor) -> torch.Tensor:
+    """Bilinear demosaic of a zero-filled (B, 3, H, W) Bayer mosaic, any phase.
+
+    Borders are reflected, which keeps the Bayer phase (index -1 mirrors to 1, same parity). The kernel is
+    rebuilt per call (27 numbers), not a buffer: nothing to store or load.
+    """
+    kernel = bayer_bilinear_kernel().to(device=mosaic.device, dtype=mosaic.dtype)
+    return F.conv2d(F.pad(mosaic, (1, 1, 1, 1), mode="reflect"), kernel, groups=3)
 
 
 def bayer_bilinear_kernel() -> torch.Tensor:
