@@ -68,11 +68,7 @@ def main() -> None:
     files = collect_images([args.set], limit=args.limit)
     report = evaluate(files, protocol, methods, dataset=Path(args.set).name)
     print(f"{descriptor.name}: {Path(args.set).name} ({len(files)} images), {protocol.describe()}\n")
-    print("| variant | PSNR (dB) | SSIM | s/MP |")
-    print("| --- | --- | --- | --- |")
-    for m in report.methods:
-        s = report.mean(m)
-        print(f"| {m} | {s.psnr:.3f} | {s.ssim:.4f} | {s.seconds_per_mp:.1f} |")
+    print(report.markdown_means("variant"))
 
 
 if __name__ == "__main__":

@@ -258,6 +258,14 @@ class EvalReport:
             megapixels=float(sum(s.megapixels for s in scores)),
         )
 
+    def markdown_means(self, first_column: str = "method") -> str:
+        """The mean row of every method as a markdown table (PSNR, SSIM, s/MP), for benchmarks and cards."""
+        lines = [f"| {first_column} | PSNR (dB) | SSIM | s/MP |", "| --- | --- | --- | --- |"]
+        for m in self.methods:
+            s = self.mean(m)
+            lines.append(f"| {m} | {s.psnr:.3f} | {s.ssim:.4f} | {s.seconds_per_mp:.1f} |")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
         return {

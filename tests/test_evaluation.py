@@ -154,6 +154,9 @@ def test_every_method_sees_the_same_input_and_is_scored_alike(folder):
     data = report.to_dict()
     assert data["methods"] == ["a", "b"] and len(data["images"]) == 2
     assert data["mean"]["a"]["psnr"] == pytest.approx(np.mean([im["scores"]["a"]["psnr"] for im in data["images"]]))
+    table = report.markdown_means("variant").splitlines()
+    assert table[0] == "| variant | PSNR (dB) | SSIM | s/MP |" and len(table) == 4
+    assert table[2].startswith(f"| a | {mean.psnr:.3f} | {mean.ssim:.4f} | ")
 
 
 def test_baselines_beat_doing_nothing(folder):

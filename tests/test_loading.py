@@ -243,6 +243,28 @@ def test_metadata_that_contradicts_the_tensors_is_refused(tmp_path: Path) -> Non
         load_model(path)
 
 
+def test_fp16_storage_halves_the_file_and_keeps_config_and_metadata(tmp_path: Path) -> None:
+    """``store_fp16``: tensors in fp16 on disk, fp32 after loading, metadata kept, outputs within fp16 rounding."""
+    from panet_cli.loading.checkpoint import store_fp16
+
+    config = {"n_resblocks": 2, "n_feats": 8, "n_colors": 3, "reduction": 2, "input_skip": True, "window": 6,
+              "window_overlap": 2}
+    net = tiny_panet(**{k: v for k, v in config.items() if k not in ("n_resblocks", "n_feats", "n_colors")})
+    path = tmp_path / "ours.safetensors"
+    save_safetensors(path, net.state_dict(), {"arch": "PANet", "config": config, "task": "denoise", "step": 7,
+                                             "training": {"curve": [[7, 0.1, 30.5]]}})
+    before, after = store_fp16(path)
+    assert after < 0.6 * before and after == path.stat().st_size
+    tensors, meta = read_safetensors(path)
+    assert {t.dtype for t in tensors.values()} == {torch.float16}
+    assert meta["stored_dtype"] == "float16" and meta["step"] == 7 and meta["training"]["curve"] == [[7, 0.1, 30.5]]
+    desc = load_model(path)
+    assert desc.config == config and all(p.dtype == torch.float32 for p in desc.model.parameters())
+    difference = (output(desc.model) - output(net)).abs().max().item()
+    assert 0 < difference < 1e-2  # rounded, not unchanged, and close
+    assert store_fp16(path)[1] == after  # idempotent
+
+
 def test_state_dict_source_is_copied() -> None:
     net = tiny_panet()
     desc = load_model(net.state_dict())

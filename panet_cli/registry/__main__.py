@@ -1,9 +1,10 @@
-"""``python -m panet_cli.registry --refresh-shipped | --hub-revision REV``."""
+"""``python -m panet_cli.registry [--half FILE...] [--refresh-shipped] [--hub-revision REV]``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from panet_cli.loading.checkpoint import store_fp16
 from panet_cli.registry import __doc__ as _doc
 from panet_cli.registry.maintain import refresh_shipped, set_hub_revision
 
@@ -15,10 +16,16 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refresh-shipped", action="store_true",
                         help="rewrite sha256/size/params/config/scores of shipped files into the manifest")
     parser.add_argument("--hub-revision", help="pin this revision (commit) of the hub repo in the manifest")
+    parser.add_argument("--half", nargs="+", type=Path, metavar="FILE",
+                        help="store these weights files in fp16 (check benchmarks/fp16_storage.py first); "
+                             "runs before --refresh-shipped")
     parser.add_argument("--manifest", type=Path, help="manifest to edit (default: the one panet uses)")
     args = parser.parse_args(argv)
-    if not (args.refresh_shipped or args.hub_revision):
-        parser.error("nothing to do: pass --refresh-shipped and/or --hub-revision")
+    if not (args.refresh_shipped or args.hub_revision or args.half):
+        parser.error("nothing to do: pass --half, --refresh-shipped and/or --hub-revision")
+    for file in args.half or []:
+        before, after = store_fp16(file)
+        print(f"{file}: stored in fp16, {before} -> {after} bytes")
     if args.refresh_shipped:
         for line in refresh_shipped(args.manifest) or ["no shipped entry changed"]:
             print(line)
