@@ -3,7 +3,8 @@
     python benchmarks/fp16_storage.py                         # every shipped model, its task's benchmark set
     python benchmarks/fp16_storage.py --limit 3 weights/panet_sr_x4.safetensors
 
-Both variants run in fp32 (loading turns fp16 files into fp32), through ``restore()`` as the CLI does, on
+Both variants run in fp32 (the fp16 copy is written by ``store_fp16`` into a scratch folder and loaded back as
+fp32, as the CLI loads it), through ``restore()`` as the CLI does, on
 the same degraded inputs in the same run, with the protocol of the model's task (denoising sigma 25 with
 8-bit noise, JPEG q10, SR at the model's scale, RGGB demosaicing). Issue 8 ships a file in fp16 when the
 difference is at most 0.02 dB (``python -m panet_cli.registry --half FILE`` then rewrites it). Prints a
@@ -27,21 +28,23 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4, help="images of each set")
     args = parser.parse_args()
 
-    import torch
+    import shutil
+    import tempfile
 
     from panet_cli.evaluation import Protocol, collect_images, evaluate, model_method
     from panet_cli.loading import load_model
+    from panet_cli.loading.checkpoint import store_fp16
 
     files = [Path(w) for w in args.weights] or sorted((ROOT / "weights").glob("*.safetensors"))
     print("| model | set (images) | PSNR as stored | PSNR, fp16 weights | difference (dB) | fp16 ok (<= 0.02 dB) |")
     print("| --- | --- | --- | --- | --- | --- |")
+    scratch = Path(tempfile.mkdtemp(prefix="panet-fp16-"))
     for file in files:
         stored = load_model(file)
-        rounded = load_model(file)
-        with torch.no_grad():
-            for tensor in rounded.model.state_dict().values():
-                if tensor.is_floating_point():
-                    tensor.copy_(tensor.half().float())
+        half_file = scratch / file.name  # the very file `--half` would write, loaded as the CLI loads it
+        shutil.copyfile(file, half_file)
+        store_fp16(half_file)
+        rounded = load_model(half_file)
         task = stored.task or stored.tasks[0]
         protocol = Protocol.for_task(task, scale=stored.scale or 4, colors=stored.n_colors)
         images = collect_images([BENCH / SETS[task]], limit=args.limit)
@@ -51,6 +54,7 @@ def main() -> None:
         a, b = report.mean("stored").psnr, report.mean("fp16").psnr
         print(f"| {file.name} | {SETS[task]} ({len(images)}) | {a:.4f} | {b:.4f} | {b - a:+.4f} | "
               f"{'yes' if abs(b - a) <= THRESHOLD_DB else 'no'} |", flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from panet_cli.loading.checkpoint import store_fp16
 from panet_cli.registry import __doc__ as _doc
 from panet_cli.registry.maintain import refresh_shipped, set_hub_revision
 
@@ -23,9 +22,12 @@ def _main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.refresh_shipped or args.hub_revision or args.half):
         parser.error("nothing to do: pass --half, --refresh-shipped and/or --hub-revision")
-    for file in args.half or []:
-        before, after = store_fp16(file)
-        print(f"{file}: stored in fp16, {before} -> {after} bytes")
+    if args.half:
+        from panet_cli.loading.checkpoint import store_fp16  # torch: only when asked for
+
+        for file in args.half:
+            before, after = store_fp16(file)
+            print(f"{file}: stored in fp16, {before} -> {after} bytes")
     if args.refresh_shipped:
         for line in refresh_shipped(args.manifest) or ["no shipped entry changed"]:
             print(line)
