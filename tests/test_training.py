@@ -14,7 +14,7 @@ from PIL import Image
 from panet_cli.loading.checkpoint import read_safetensors
 from panet_cli.loading.architectures import build_network
 from panet_cli.training.loop import TrainConfig, cosine_lr, train
-from panet_cli.training.tasks import DegradationRecipe
+from panet_cli.training.tasks import DegradationRecipe, sample_qualities
 
 TINY = {"n_resblocks": 2, "n_feats": 8, "n_colors": 3, "reduction": 2, "input_skip": True, "window": 16,
         "window_overlap": 4}
@@ -45,6 +45,26 @@ def test_cosine_schedule_decays_to_minimum():
     assert cosine_lr(0, 0, 100, 1e-3, 1e-6) == pytest.approx(1e-3)
     assert cosine_lr(100, 0, 100, 1e-3, 1e-6) == pytest.approx(1e-6)
     assert cosine_lr(50, 0, 100, 1e-3, 1e-6) < 1e-3
+
+
+def test_log_quality_sampling_gives_low_qualities_more_weight():
+    g = torch.Generator().manual_seed(0)
+    uniform = sample_qualities(DegradationRecipe("car", quality_min=10, quality_max=60), 20000, g)
+    log = sample_qualities(DegradationRecipe("car", quality_min=10, quality_max=60, quality_sampling="log"), 20000, g)
+    for q in (uniform, log):
+        assert q.dtype == torch.int64 and q.min() == 10 and q.max() == 60
+    # log-uniform: P(q <= 20) = ln(21/10) / ln(61/10), about 0.41, against 11/51 for uniform
+    assert (uniform <= 20).float().mean() == pytest.approx(11 / 51, abs=0.02)
+    assert (log <= 20).float().mean() == pytest.approx(np.log(2.1) / np.log(6.1), abs=0.02)
+    with pytest.raises(ValueError, match="quality sampling"):
+        sample_qualities(DegradationRecipe("car", quality_sampling="high"), 4, g)
+
+
+def test_compiled_training_writes_weights_an_uncompiled_network_loads(image_folder, tmp_path):
+    out = tmp_path / "m.safetensors"
+    train(_config(image_folder, out, steps=4, val_every=2, compile=True, attention=False), log=lambda m: None)
+    tensors, meta = read_safetensors(out)
+    build_network(meta["arch"], meta["config"]).load_state_dict(tensors, strict=True)
 
 
 def test_training_lowers_the_loss_and_writes_a_loadable_model(image_folder, tmp_path):

@@ -35,11 +35,15 @@ def train_command(
     sigma_max: float = typer.Option(75.0),
     quality_min: int = typer.Option(10, help="JPEG quality range (task car)."),
     quality_max: int = typer.Option(60),
+    quality_sampling: str = typer.Option(
+        "uniform", help="uniform | log: log gives every factor of JPEG coarseness equal weight (more low qualities)."
+    ),
     pattern: Pattern = typer.Option(Pattern.RGGB, help="Bayer pattern (task demosaic)."),
     colors: int = typer.Option(3, help="Image channels: 3 colour, 1 grayscale."),
     val_every: int = typer.Option(250, help="Validate (and save if best) every N steps."),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto times both and keeps the faster)."),
     threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (1.3x faster steps measured on CPU; a minute to compile)."),
     seed: int = typer.Option(0),
     resume: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Continue from our .safetensors weights or a .state.pt file."),
     init_from: Optional[Path] = typer.Option(
@@ -48,7 +52,7 @@ def train_command(
 ) -> None:
     """Train a model (see weights/README.md for the recipes behind the shipped weights)."""
     from panet_cli.training.loop import TrainConfig, train
-    from panet_cli.training.tasks import DegradationRecipe
+    from panet_cli.training.tasks import QUALITY_SAMPLINGS, DegradationRecipe
 
     console = stderr_console()
     task, pattern = task.value, pattern.value
@@ -56,6 +60,8 @@ def train_command(
         raise typer.BadParameter("use auto, fp32 or bf16", param_hint="--precision")
     if colors not in (1, 3):
         raise typer.BadParameter("use 1 (grayscale) or 3 (colour)", param_hint="--colors")
+    if quality_sampling not in QUALITY_SAMPLINGS:
+        raise typer.BadParameter(f"use one of {', '.join(QUALITY_SAMPLINGS)}", param_hint="--quality-sampling")
     network: dict = {"n_resblocks": blocks, "n_feats": feats, "n_colors": colors, "window": window or None,
                      "window_overlap": window_overlap}
     if task == "sr":
@@ -67,11 +73,11 @@ def train_command(
         if task == "demosaic":
             network["skip_filter"] = "bayer_bilinear"
     recipe = DegradationRecipe(task, sigma_min, sigma_max, quality_min=quality_min, quality_max=quality_max,
-                               scale=scale, pattern=pattern)
+                               quality_sampling=quality_sampling, scale=scale, pattern=pattern)
     config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
                          attention=attention, patch=patch, shrink=shrink, batch=batch, steps=steps, lr=lr,
-                         val_every=val_every, precision=precision, threads=threads, seed=seed, resume=resume,
-                         init_from=init_from)
+                         val_every=val_every, precision=precision, threads=threads, compile=compile, seed=seed,
+                         resume=resume, init_from=init_from)
     with user_errors(console):
         train(config, log=lambda m: console.log(m))
 
