@@ -28,33 +28,38 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4, help="images of each set")
     args = parser.parse_args()
 
-    import shutil
     import tempfile
+
+    files = [Path(w) for w in args.weights] or sorted((ROOT / "weights").glob("*.safetensors"))
+    print("| model | set (images) | PSNR as stored | PSNR, fp16 weights | difference (dB) | fp16 ok (<= 0.02 dB) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory(prefix="panet-fp16-") as scratch_dir:
+        for file in files:
+            _compare(file, Path(scratch_dir), args.limit)
+
+
+def _compare(file: Path, scratch: Path, limit: int) -> None:
+    """One table row: the file as stored against the very file ``--half`` would write, loaded as the CLI loads it."""
+    import shutil
 
     from panet_cli.evaluation import Protocol, collect_images, evaluate, model_method
     from panet_cli.loading import load_model
     from panet_cli.loading.checkpoint import store_fp16
 
-    files = [Path(w) for w in args.weights] or sorted((ROOT / "weights").glob("*.safetensors"))
-    print("| model | set (images) | PSNR as stored | PSNR, fp16 weights | difference (dB) | fp16 ok (<= 0.02 dB) |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    scratch = Path(tempfile.mkdtemp(prefix="panet-fp16-"))
-    for file in files:
-        stored = load_model(file)
-        half_file = scratch / file.name  # the very file `--half` would write, loaded as the CLI loads it
-        shutil.copyfile(file, half_file)
-        store_fp16(half_file)
-        rounded = load_model(half_file)
-        task = stored.task or stored.tasks[0]
-        protocol = Protocol.for_task(task, scale=stored.scale or 4, colors=stored.n_colors)
-        images = collect_images([BENCH / SETS[task]], limit=args.limit)
-        methods = [model_method(stored, protocol, device="cpu", name="stored"),
-                   model_method(rounded, protocol, device="cpu", name="fp16")]
-        report = evaluate(images, protocol, methods, dataset=SETS[task])
-        a, b = report.mean("stored").psnr, report.mean("fp16").psnr
-        print(f"| {file.name} | {SETS[task]} ({len(images)}) | {a:.4f} | {b:.4f} | {b - a:+.4f} | "
-              f"{'yes' if abs(b - a) <= THRESHOLD_DB else 'no'} |", flush=True)
-    shutil.rmtree(scratch, ignore_errors=True)
+    stored = load_model(file)
+    half_file = scratch / file.name
+    shutil.copyfile(file, half_file)
+    store_fp16(half_file)
+    rounded = load_model(half_file)
+    task = stored.task or stored.tasks[0]
+    protocol = Protocol.for_task(task, scale=stored.scale or 4, colors=stored.n_colors)
+    images = collect_images([BENCH / SETS[task]], limit=limit)
+    methods = [model_method(stored, protocol, device="cpu", name="stored"),
+               model_method(rounded, protocol, device="cpu", name="fp16")]
+    report = evaluate(images, protocol, methods, dataset=SETS[task])
+    a, b = report.mean("stored").psnr, report.mean("fp16").psnr
+    print(f"| {file.name} | {SETS[task]} ({len(images)}) | {a:.4f} | {b:.4f} | {b - a:+.4f} | "
+          f"{'yes' if abs(b - a) <= THRESHOLD_DB else 'no'} |", flush=True)
 
 
 if __name__ == "__main__":

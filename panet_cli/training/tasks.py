@@ -33,8 +33,8 @@ def sample_qualities(recipe: DegradationRecipe, n: int, generator: torch.Generat
     """JPEG qualities for one batch, integers in [quality_min, quality_max].
 
     ``log`` draws them log-uniformly: below 50 libjpeg's quantisation step is proportional to 1/quality,
-    so this gives every factor of coarseness the same share of training (q 10-20 gets 39% of a 10-60 range
-    instead of 20%), where the artifacts are worst and a fixed-capacity model has the most to learn.
+    so this gives every factor of coarseness the same share of training (q 10-20 gets 41% of a 10-60 range
+    instead of 22%), where the artifacts are worst and a fixed-capacity model has the most to learn.
     """
     lo, hi = recipe.quality_min, recipe.quality_max
     if recipe.quality_sampling == "uniform":
