@@ -262,7 +262,8 @@ def test_fp16_storage_halves_the_file_and_keeps_config_and_metadata(tmp_path: Pa
     assert desc.config == config and all(p.dtype == torch.float32 for p in desc.model.parameters())
     difference = (output(desc.model) - output(net)).abs().max().item()
     assert 0 < difference < 1e-2  # rounded, not unchanged, and close
-    assert store_fp16(path)[1] == after  # idempotent
+    stored = path.read_bytes()
+    assert store_fp16(path) == (after, after) and path.read_bytes() == stored  # idempotent: sha256 unchanged
 
 
 def test_state_dict_source_is_copied() -> None:

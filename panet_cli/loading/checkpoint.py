@@ -84,11 +84,14 @@ def store_fp16(path: str | Path) -> tuple[int, int]:
     Half the download and the repository for the same network: loading turns the tensors back into fp32
     (see ``loading.descriptor``), so only the weights' own rounding (a relative 5e-4) differs. Ship a file this
     way only after ``benchmarks/fp16_storage.py`` shows the rounding costs at most 0.02 dB on its benchmark.
-    The metadata is kept, with ``stored_dtype`` added; a file already in fp16 is rewritten unchanged.
+    The metadata is kept, with ``stored_dtype`` added. A file already in fp16 is left alone: safetensors writes
+    metadata in no fixed order, so rewriting it would change its bytes, and the sha256 in the manifest, for nothing.
     """
     path = Path(path)
     before = path.stat().st_size
     tensors, meta = read_safetensors(path)
+    if meta.get("stored_dtype") == "float16" and all(v.dtype != torch.float32 for v in tensors.values()):
+        return before, before
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     meta.pop("panet_format", None)
     meta["stored_dtype"] = "float16"
