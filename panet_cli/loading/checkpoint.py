@@ -90,9 +90,9 @@ def store_fp16(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     before = path.stat().st_size
     tensors, meta = read_safetensors(path)
-    if meta.get("stored_dtype") == "float16" and all(v.dtype != torch.float32 for v in tensors.values()):
-        return before, before
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    if meta.get("stored_dtype") == "float16" and all(half[k].dtype == v.dtype for k, v in tensors.items()):
+        return before, before  # the rewrite would change nothing but the metadata's order
     meta.pop("panet_format", None)
     meta["stored_dtype"] = "float16"
     save_safetensors(path, half, meta)
