@@ -55,7 +55,7 @@ def main() -> None:
             finally:
                 attention.enabled, (attention.window, attention.window_overlap) = True, trained
 
-        return Method(name, run, kind="model")
+        return Method(name, run)
 
     def parse(spec: str) -> tuple[int, int]:
         size, _, overlap = spec.partition(":")

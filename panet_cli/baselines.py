@@ -133,15 +133,12 @@ class Baseline:
         _import(self.module, self.package, self.name)
 
 
-BASELINES: dict[str, tuple[Baseline, ...]] = {
-    "denoise": (
-        Baseline("CBM3D", "bm3d", "bm3d", lambda im, p: cbm3d(im, p.level)),
-        Baseline("NLM (OpenCV)", "cv2", "opencv-python-headless", lambda im, p: nlm(im, p.level)),
-    ),
-    "demosaic": (
-        Baseline("Menon2007", "colour_demosaicing", "colour-demosaicing", lambda im, p: menon2007(im, p.pattern)),
-        Baseline("Malvar2004", "colour_demosaicing", "colour-demosaicing", lambda im, p: malvar2004(im, p.pattern)),
-    ),
-    "car": (Baseline("JPEG (decoded)", "PIL", "pillow", lambda im, p: decoded_jpeg(im)),),
-    "sr": (Baseline("Bicubic", "torch", "torch", lambda im, p: bicubic(im, p.scale)),),
-}
+# By name; each task's row (panet_cli.tasks) lists the names of its own.
+BASELINES: dict[str, Baseline] = {b.name: b for b in (
+    Baseline("CBM3D", "bm3d", "bm3d", lambda im, p: cbm3d(im, p.level)),
+    Baseline("NLM (OpenCV)", "cv2", "opencv-python-headless", lambda im, p: nlm(im, p.level)),
+    Baseline("Menon2007", "colour_demosaicing", "colour-demosaicing", lambda im, p: menon2007(im, p.pattern)),
+    Baseline("Malvar2004", "colour_demosaicing", "colour-demosaicing", lambda im, p: malvar2004(im, p.pattern)),
+    Baseline("JPEG (decoded)", "PIL", "pillow", lambda im, p: decoded_jpeg(im)),
+    Baseline("Bicubic", "torch", "torch", lambda im, p: bicubic(im, p.scale)),
+)}

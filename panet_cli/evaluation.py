@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from panet_cli.errors import PanetError
+from panet_cli.tasks import BAYER_PATTERNS, task_spec
 
 if TYPE_CHECKING:
     import torch
 
     from panet_cli.loading import ModelDescriptor
 
-TASKS = ("denoise", "demosaic", "car", "sr")
 IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 # Methods are warmed up on a crop of this side before timing (first calls pay one-off costs).
 WARMUP_SIDE = 48
@@ -67,41 +67,27 @@ class Protocol:
         pattern: str = "RGGB",
         seed: int = 0,
     ) -> Protocol:
-        """The paper's protocol for ``task``; ``colors`` is the model's channel count when known."""
-        if task == "denoise":
-            if sigma < 0:
-                raise PanetError(f"noise sigma {sigma} must not be negative")
-            return cls(task, level=float(sigma), colors=colors or 3, float_noise=float_noise, seed=seed)
-        if task == "car":
-            if not 1 <= quality <= 100:
-                raise PanetError(f"JPEG quality {quality} is outside 1-100")
-            # The papers' JPEG benchmarks are grey (Y); a colour model is scored on RGB.
-            return cls(task, level=float(quality), colors=colors or 1, seed=seed)
-        if task == "demosaic":
-            from panet_cli.degradations import BAYER_PATTERNS
-
-            if pattern.upper() not in BAYER_PATTERNS:
-                raise PanetError(f"unknown Bayer pattern {pattern!r}; use one of {', '.join(BAYER_PATTERNS)}")
-            return cls(task, colors=3, pattern=pattern.upper(), seed=seed)
-        if task == "sr":
-            if scale < 2:
-                raise PanetError(f"SR scale {scale} must be 2 or more")
-            return cls(task, scale=scale, colors=3, seed=seed, shave=scale, y_channel=True)
-        raise PanetError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+        """The paper's protocol for ``task`` (its row in :mod:`panet_cli.tasks`); ``colors`` is the model's
+        channel count when known. ``sigma`` / ``quality`` is the level of the task that has that level."""
+        spec = task_spec(task)
+        level = None
+        if spec.level is not None:
+            level = float(spec.level.check({"sigma": sigma, "quality": quality}[spec.level.name]))
+        if spec.bayer and pattern.upper() not in BAYER_PATTERNS:
+            raise PanetError(f"unknown Bayer pattern {pattern!r}; use one of {', '.join(BAYER_PATTERNS)}")
+        if spec.scaled and scale < 2:
+            raise PanetError(f"SR scale {scale} must be 2 or more")
+        return cls(spec.name, level=level, scale=scale if spec.scaled else 1,
+                   colors=3 if spec.bayer or spec.y_channel else colors or spec.score_colors,
+                   float_noise=float_noise,
+                   pattern=pattern.upper() if spec.bayer else "RGGB", seed=seed,
+                   shave=scale if spec.y_channel else 0, y_channel=spec.y_channel)
 
     def describe(self) -> str:
         """One line naming the protocol, for table titles."""
         space = "Y" if self.y_channel or self.colors == 1 else "RGB"
         shaved = f", {self.shave} px shaved" if self.shave else ""
-        if self.task == "denoise":
-            noise = "float noise, unclipped" if self.float_noise else "8-bit noise, clipped and rounded"
-            what = f"denoise sigma {self.level:g} ({noise}, seed {self.seed})"
-        elif self.task == "car":
-            what = f"JPEG q{self.level:g} ({'grey Y' if self.colors == 1 else 'colour 4:2:0'}, Pillow)"
-        elif self.task == "demosaic":
-            what = f"demosaic {self.pattern} (Bayer mosaic of the 8-bit RGB)"
-        else:
-            what = f"SR x{self.scale} (MATLAB bicubic LR)"
+        what = task_spec(self.task).describe(self)
         return f"{what}; PSNR dB / SSIM on {space}{shaved}; outputs rounded to 8 bits"
 
 
@@ -164,26 +150,15 @@ def make_sample(name: str, pixels: np.ndarray, protocol: Protocol) -> Sample:
     """Degrade one clean image (float32 HWC in [0, 1]) by the protocol; noise is seeded per image name."""
     import torch
 
-    from panet_cli import degradations as d
+    from panet_cli.degradations import image_seed
 
     target = clean_image(pixels, protocol)
     x = _chw(target)
-    if protocol.task == "denoise":
-        generator = torch.Generator().manual_seed(d.image_seed(name, protocol.seed))
-        assert protocol.level is not None
-        degraded = d.add_gaussian_noise(x, protocol.level, generator, clip_round=not protocol.float_noise)
-    elif protocol.task == "car":
-        assert protocol.level is not None
-        degraded = d.jpeg_compress(x, int(protocol.level))
-    elif protocol.task == "demosaic":
-        degraded = d.bayer_cfa(x, protocol.pattern)
-    elif protocol.task == "sr":
-        x = d.crop_to_multiple(x, protocol.scale)
-        target = _hwc(x)
-        degraded = d.quantize_8bit(d.bicubic_downscale(x, protocol.scale))
-    else:
-        raise PanetError(f"unknown task {protocol.task!r}")
-    return Sample(name, _hwc(degraded), target)
+    generator = torch.Generator().manual_seed(image_seed(name, protocol.seed))
+    degraded, kept = task_spec(protocol.task).degrade(
+        x, level=protocol.level, scale=protocol.scale, pattern=protocol.pattern, generator=generator,
+        float_noise=protocol.float_noise)
+    return Sample(name, _hwc(degraded), target if kept is x else _hwc(kept))
 
 
 # --------------------------------------------------------------------------------------- scoring
@@ -227,7 +202,6 @@ class Method:
 
     name: str
     run: Callable[[np.ndarray], np.ndarray]
-    kind: str = "baseline"  # "model" | "baseline"
 
 
 @dataclass
@@ -307,14 +281,15 @@ def model_method(
         options["tile"] = tile
     if tile_overlap is not None:
         options["tile_overlap"] = tile_overlap
-    level = protocol.level if protocol.task in ("denoise", "car") else None
-    scale = protocol.scale if protocol.task == "sr" else None
+    spec = task_spec(protocol.task)
+    level = protocol.level if spec.level is not None else None
+    scale = protocol.scale if spec.scaled else None
 
     def run(image: np.ndarray) -> np.ndarray:
         return restore(image, protocol.task, model=descriptor, level=level, scale=scale,
                        pattern=protocol.pattern, **options)
 
-    return Method(name or descriptor.name, run, kind="model")
+    return Method(name or descriptor.name, run)
 
 
 def baseline_methods(protocol: Protocol, notice: Callable[[str], None] | None = None) -> list[Method]:
@@ -325,7 +300,7 @@ def baseline_methods(protocol: Protocol, notice: Callable[[str], None] | None = 
     from panet_cli.baselines import BASELINES, BaselineUnavailable
 
     methods = []
-    for baseline in BASELINES.get(protocol.task, ()):
+    for baseline in (BASELINES[name] for name in task_spec(protocol.task).baselines):
         try:
             baseline.check()
         except BaselineUnavailable as e:

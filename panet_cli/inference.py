@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from panet_cli.errors import IncompatibleModel, PanetError
+from panet_cli.tasks import BAYER_PATTERNS, task_spec
 
 if TYPE_CHECKING:
     import torch
@@ -22,8 +23,7 @@ if TYPE_CHECKING:
     from panet_cli.loading import ModelDescriptor
     from panet_cli.tiling import NetworkCost
 
-TASKS = ("denoise", "sr", "car", "demosaic")
-PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+PATTERNS = BAYER_PATTERNS
 # Inputs are padded (reflected) to at least this side: the pyramid's 0.6 level of a 2-pixel
 # image would be empty, and a few pixels of context is the least a 3x3 network needs.
 MIN_SIDE = 16
@@ -56,7 +56,7 @@ def resolve_model(
     """
     from panet_cli.loading import ModelDescriptor, load_model
 
-    _check_task(task)
+    task_spec(task)
     if isinstance(model, ModelDescriptor):
         descriptor = model
     elif isinstance(model, Path) or (isinstance(model, str) and Path(model).expanduser().is_file()):
@@ -72,19 +72,14 @@ def resolve_model(
 
 def check_compatible(descriptor: ModelDescriptor, task: str, *, scale: int | None = None) -> None:
     """IncompatibleModel (one line, naming the model) when it cannot do ``task`` at ``scale``."""
-    _check_task(task)
-    if task not in descriptor.tasks:
+    spec = task_spec(task)
+    if spec.name not in descriptor.tasks:
         serves = "/".join(descriptor.tasks) or "no known task"
-        raise IncompatibleModel(f"{descriptor.source}: {descriptor.name} is a model for {serves}, not {task}")
-    if task == "sr" and scale is not None and descriptor.scale != scale:
+        raise IncompatibleModel(f"{descriptor.source}: {descriptor.name} is a model for {serves}, not {spec.name}")
+    if spec.scaled and scale is not None and descriptor.scale != scale:
         raise IncompatibleModel(f"{descriptor.source}: {descriptor.name} upscales x{descriptor.scale}, not x{scale}")
-    if task == "demosaic" and descriptor.n_colors != 3:
+    if spec.bayer and descriptor.n_colors != 3:
         raise IncompatibleModel(f"{descriptor.source}: {descriptor.name} is a grayscale model; demosaicing needs colour")
-
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise PanetError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
 
 
 def model_pattern(descriptor: ModelDescriptor) -> str:
@@ -166,9 +161,10 @@ def restore(
     """
     from panet_cli.devices import resolve_precision, select_device
 
-    array = _check_image(image, task)
+    spec = task_spec(task)
+    array = _check_image(image)
     dev = select_device(device) if isinstance(device, str) else device
-    colors = 3 if task == "demosaic" else array.shape[2]
+    colors = 3 if spec.bayer else array.shape[2]
     descriptor = resolve_model(task, model, level=level, scale=scale, colors=colors, device=dev)
     if descriptor.device != dev:
         descriptor.to(dev)
@@ -179,18 +175,18 @@ def restore(
     net = descriptor.model
     net.to(dtype)  # cast once for this call; the descriptor goes back to fp32 for its next user
     try:
-        if task == "demosaic":
+        if spec.bayer:
             pattern = _check_pattern(pattern)
             runner.plan(max(array.shape[0], MIN_SIDE) + 2, max(array.shape[1], MIN_SIDE) + 2, 8 if tta else 1, align=2)
             out = _demosaic(array, pattern, model_pattern(descriptor), runner, tta)
         else:
-            out = _run_adapted(array, task, descriptor, runner, tta)
+            out = _run_adapted(array, spec.channelwise, descriptor, runner, tta)
     finally:
         net.float()
     return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def _check_image(image: np.ndarray, task: str) -> np.ndarray:
+def _check_image(image: np.ndarray) -> np.ndarray:
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[:, :, None]
@@ -198,7 +194,6 @@ def _check_image(image: np.ndarray, task: str) -> np.ndarray:
         raise PanetError(f"expected an (H, W, 1) or (H, W, 3) image, got shape {tuple(np.shape(image))}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise PanetError("the image is empty")
-    _check_task(task)
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
@@ -212,8 +207,12 @@ def _check_pattern(pattern: str) -> str:
 # ------------------------------------------------------------------------------- channel adaptation
 
 
-def _run_adapted(array: np.ndarray, task: str, descriptor: ModelDescriptor, runner: _Runner, tta: bool) -> np.ndarray:
-    """Match the image's channels to the model's (see :func:`restore`) and run it."""
+def _run_adapted(array: np.ndarray, channelwise: bool, descriptor: ModelDescriptor, runner: _Runner,
+                 tta: bool) -> np.ndarray:
+    """Match the image's channels to the model's (see :func:`restore`) and run it.
+
+    ``channelwise`` (the task row's): a colour image through a grey model runs channel by channel, not on its luma.
+    """
     c, n = array.shape[2], descriptor.n_colors
     passes = 8 if tta else 1
     h, w = max(array.shape[0], MIN_SIDE), max(array.shape[1], MIN_SIDE)
@@ -223,7 +222,7 @@ def _run_adapted(array: np.ndarray, task: str, descriptor: ModelDescriptor, runn
     if c == 1:  # grey image, colour model
         runner.plan(h, w, passes)
         return _run_padded(np.repeat(array, 3, axis=2), runner, tta).mean(axis=2, keepdims=True)
-    if task == "denoise":  # colour image, grey model: channels are independent noisy images
+    if channelwise:  # colour image, grey model: e.g. noisy channels are independent noisy images
         runner.plan(h, w, passes * 3)
         return np.concatenate([_run_padded(array[:, :, i : i + 1], runner, tta) for i in range(3)], axis=2)
     runner.plan(h, w, passes)
@@ -263,9 +262,10 @@ def _bicubic(array: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _run_padded(array: np.ndarray, runner: _Runner, tta: bool) -> np.ndarray:
-    """Pad tiny images up to MIN_SIDE (reflected, bottom/right), run, crop."""
+    """Pad tiny images up to MIN_SIDE, and every side to the runner's alignment (reflected, bottom/right), run, crop."""
     h, w = array.shape[:2]
-    padded = _pad_to(array, max(h, MIN_SIDE), max(w, MIN_SIDE))
+    a = runner.align
+    padded = _pad_to(array, -(-max(h, MIN_SIDE) // a) * a, -(-max(w, MIN_SIDE) // a) * a)
     out = _ensemble(padded, runner, tta)
     s = runner.scale
     return out[: h * s, : w * s]
@@ -405,7 +405,9 @@ class _Runner:
         """Choose tile size and batch for an image of this size, and the progress total."""
         from panet_cli.tiling import MAX_AUTO_TILE, choose_tile, estimate_tile_bytes, memory_budget
 
-        self.align = align
+        # A network that folds pixels (HalfResPANet: 2x2) computes another function at odd tile offsets.
+        self.align = max(align, int(getattr(self.descriptor.model, "size_multiple", 1)))
+        align = self.align
         self.passes_left = passes
         cost = network_cost(self.descriptor)
         value_bytes = self._value_bytes()
