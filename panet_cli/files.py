@@ -1,7 +1,8 @@
-"""Atomic file output: write beside the target, then rename, so no reader ever sees half a file."""
+"""Atomic file output (write beside the target, then rename: no reader sees half a file) and file hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -39,3 +40,20 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs) -> Iterator[IO]:
     """``open(path, mode)`` that replaces ``path`` only once the block has written everything."""
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
         yield f
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, remembered per (path, size, mtime) for the life of the process."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]

@@ -14,7 +14,6 @@ with a bounded timeout and no retries, and only then hands over to ``hf_hub_down
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from panet_cli.errors import ModelUnavailable
+from panet_cli.files import sha256_of
 from panet_cli.paths import hub_cache_dir
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -32,7 +32,6 @@ DEFAULT_ETAG_TIMEOUT = 10.0
 ProgressCallback = Callable[[int, "int | None"], None]
 
 _TRUE = {"1", "on", "yes", "true"}
-_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass(frozen=True)
@@ -69,20 +68,6 @@ def etag_timeout() -> float:
         return float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or DEFAULT_ETAG_TIMEOUT)
     except ValueError:
         return DEFAULT_ETAG_TIMEOUT
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file, remembered per (path, size, mtime) for the life of the process."""
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
 
 
 def cached_path(file: HubFile) -> Path | None:

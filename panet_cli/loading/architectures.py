@@ -19,6 +19,7 @@ from torch import nn
 
 from panet_cli.errors import CheckpointError
 from panet_cli.networks import PAEDSR, PANet
+from panet_cli.tasks import Task, tasks_for_arch
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -97,7 +98,7 @@ def load_panet(state: StateDict) -> tuple[str, dict[str, Any]]:
 
 def panet_tasks(config: dict[str, Any]) -> tuple[str, ...]:
     """Published colour PANets are denoisers/demosaicers; the grayscale ones remove JPEG artifacts."""
-    return ("denoise", "demosaic") if config.get("n_colors", 3) == 3 else ("car",)
+    return (Task.denoise.value, Task.demosaic.value) if config.get("n_colors", 3) == 3 else (Task.car.value,)
 
 
 # ----- PA-EDSR (super-resolution) -----
@@ -143,7 +144,7 @@ def _upsampler_scale(state: StateDict, n_feats: int) -> int:
 
 
 def paedsr_tasks(config: dict[str, Any]) -> tuple[str, ...]:
-    return ("sr",)
+    return tasks_for_arch("PAEDSR")
 
 
 ARCHITECTURES: tuple[Architecture, ...] = (

@@ -6,25 +6,14 @@ came from (source file name and sha256) so a model can always be traced to its o
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from panet_cli.errors import IncompatibleModel
+from panet_cli.files import sha256_of
 from panet_cli.loading.checkpoint import save_safetensors
 from panet_cli.loading.descriptor import ModelDescriptor, load_model
-
-TASKS_BY_ARCH = {"PANet": ("denoise", "demosaic", "car"), "PAEDSR": ("sr",)}
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
+from panet_cli.tasks import tasks_for_arch
 
 def convert_checkpoint(
     src: Path,
@@ -49,10 +38,9 @@ def convert_checkpoint(
     desc = load_model(src)
     task = task if task is not None else desc.task
     level = level if level is not None else desc.level
-    if task is not None and task not in TASKS_BY_ARCH[desc.arch]:
-        raise IncompatibleModel(
-            f"{src}: a {desc.arch} cannot serve task {task!r}; it serves {', '.join(TASKS_BY_ARCH[desc.arch])}"
-        )
+    serves = tasks_for_arch(desc.arch)
+    if task is not None and task not in serves:
+        raise IncompatibleModel(f"{src}: a {desc.arch} cannot serve task {task!r}; it serves {', '.join(serves)}")
     metadata: dict[str, Any] = {
         "name": name,
         "arch": desc.arch,
@@ -61,7 +49,7 @@ def convert_checkpoint(
         "attention_enabled": desc.attention_enabled,
         "provenance": {
             "source_file": src.name,
-            "source_sha256": sha256_file(src),
+            "source_sha256": sha256_of(src),
             "converted_by": "panet_cli.loading.convert",
         },
     }

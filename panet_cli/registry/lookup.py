@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 
 from panet_cli import hub, paths
-from panet_cli.errors import CheckpointError, IncompatibleModel, ModelUnavailable, PanetError
-from panet_cli.registry.specs import TASKS, ModelSpec, all_specs, get_spec
+from panet_cli.errors import CheckpointError, IncompatibleModel, ModelUnavailable
+from panet_cli.registry.specs import ModelSpec, all_specs, get_spec
+from panet_cli.tasks import task_spec
 
 STATUSES = ("shipped", "imported", "cached", "downloadable", "manual", "missing")
 
@@ -131,11 +132,11 @@ def candidates(task: str, *, level: float | None = None, scale: int | None = Non
     demosaic, the defaults then the others (for sr, of ``scale``: 4 when not given). When ``colors`` is given,
     models with that many channels come first.
     """
-    if task not in TASKS:
-        raise PanetError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-    serving = [s for s in all_specs() if task in s.tasks]
-    if task in ("sr", "demosaic"):  # no level: every model of the task (and scale) fits, defaults first
-        if task == "sr":
+    row = task_spec(task)
+    # the row's default model first among the manifest's defaults
+    serving = sorted((s for s in all_specs() if row.name in s.tasks), key=lambda s: s.name != row.default_model)
+    if row.level is None:  # no level: every model of the task (and scale) fits, defaults first
+        if row.scaled:
             serving = [s for s in serving if s.scale == (scale or 4)]
         ordered = [s for s in serving if s.default] + [s for s in serving if not s.default]
     else:
@@ -168,7 +169,7 @@ def find_model(task: str, *, name: str | None = None, level: float | None = None
             raise
         if task not in spec.tasks:
             raise IncompatibleModel(f"model {spec.name} is for {'/'.join(spec.tasks)}, not {task}")
-        if task == "sr" and scale is not None and spec.scale not in (None, scale):
+        if task_spec(task).scaled and scale is not None and spec.scale not in (None, scale):
             raise IncompatibleModel(f"model {spec.name} upscales x{spec.scale}, not x{scale}")
         return resolve(spec, download=download, progress=progress)
     options = candidates(task, level=level, scale=scale, colors=colors)
@@ -179,7 +180,7 @@ def find_model(task: str, *, name: str | None = None, level: float | None = None
     for spec in options:
         if download and hub_file(spec) is not None:
             return resolve(spec, download=True, progress=progress)
-    what = f"x{scale or 4} sr" if task == "sr" else task
+    what = f"x{scale or 4} {task}" if task_spec(task).scaled else task
     if not options:
         raise ModelUnavailable(f"no {what} model is known; import one with "
                                f"`panet models import PATH --name NAME --task {task}`")

@@ -9,6 +9,7 @@ from panet_cli import hub, paths
 from panet_cli.errors import PanetError
 from panet_cli.registry.headers import count_parameters, read_safetensors_header
 from panet_cli.registry.specs import _read_json, _write_json
+from panet_cli.tasks import task_spec
 
 _TRAINING_KEYS = ("step", "val_psnr", "attention_enabled", "recipe", "data")
 
@@ -38,18 +39,18 @@ def refresh_shipped(manifest: Path | None = None) -> list[str]:
         if isinstance(entry.get("config"), dict) and "n_colors" in entry["config"]:
             entry["colors"] = entry["config"]["n_colors"]
         recipe = meta.get("recipe") or {}
-        if entry["task"] == "denoise" and "sigma_min" in recipe:
-            entry["level"] = [recipe["sigma_min"], recipe["sigma_max"]]
-        elif entry["task"] == "car" and "quality_min" in recipe:
-            entry["level"] = [recipe["quality_min"], recipe["quality_max"]]
-        elif entry["task"] == "sr" and meta.get("scale"):
+        row = task_spec(entry["task"])
+        level = row.level.name if row.level is not None else None  # the recipe's keys: sigma_min, val_sigma
+        if level is not None and f"{level}_min" in recipe:
+            entry["level"] = [recipe[f"{level}_min"], recipe[f"{level}_max"]]
+        elif row.scaled and meta.get("scale"):
             entry["scale"] = meta["scale"]
-        elif entry["task"] == "demosaic" and recipe.get("pattern"):
+        elif row.bayer and recipe.get("pattern"):
             entry["pattern"] = recipe["pattern"]
         entry["training"] = {k: meta[k] for k in _TRAINING_KEYS if k in meta}
         if "val_psnr" in meta:
-            at = {"denoise": f"sigma {recipe.get('val_sigma')}", "car": f"q {recipe.get('val_quality')}",
-                  "sr": f"x{meta.get('scale')}"}.get(entry["task"], entry["task"])
+            at = (f"{row.level.word} {recipe.get(f'val_{level}')}" if row.level is not None
+                  else f"x{meta.get('scale')}" if row.scaled else row.name)
             entry.setdefault("scores", {})["validation"] = {"PSNR": meta["val_psnr"], "at": at,
                                                            "step": meta.get("step")}
         entry.setdefault("source", {}).setdefault("hub", {"filename": Path(shipped).name})

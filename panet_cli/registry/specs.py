@@ -11,8 +11,9 @@ from typing import Any
 from panet_cli import paths
 from panet_cli.errors import ModelUnavailable, PanetError
 from panet_cli.files import atomic_open
+from panet_cli.tasks import TASK_NAMES, task_spec
 
-TASKS = ("denoise", "sr", "car", "demosaic")
+TASKS = TASK_NAMES
 MANIFEST_FORMAT = 1
 
 
@@ -44,9 +45,10 @@ class ModelSpec:
     @property
     def level_text(self) -> str:
         """Level or scale as people write it: ``sigma 25``, ``q 10-60``, ``x4``, ``RGGB``."""
-        if self.task == "sr":
+        row = task_spec(self.task) if self.task in TASKS else None
+        if row is not None and row.scaled:
             return f"x{self.scale}" if self.scale else "-"
-        word = {"denoise": "sigma", "car": "q"}.get(self.task, "")
+        word = row.level.word if row is not None and row.level is not None else ""
         if self.level_range is not None:
             return f"{word} {_num(self.level_range[0])}-{_num(self.level_range[1])}".strip()
         if self.level is not None:

@@ -80,7 +80,7 @@ def import_model(path: str | Path, *, name: str | None = None, task: str | None 
         "imported": {"file": target.name, "sha256": hub.sha256_of(target), "size": target.stat().st_size,
                      "source_file": source.name, "source_sha256": source_sha},
     }
-    if descriptor.arch == "PAEDSR" or task == "sr":
+    if descriptor.scale > 1:
         entry["scale"] = descriptor.scale
     if level is not None:
         entry["level"] = level
