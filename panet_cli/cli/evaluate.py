@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, List, Optional
 import typer
 
 from panet_cli.cli.options import Pattern, Precision, Task, print_note, stderr_console, usage_error, user_errors
+from panet_cli.tasks import task_spec
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -152,10 +153,10 @@ def _load(task: str, source: str | None, sigma: float | None, quality: int | Non
     """The model to score, loaded on the CPU (restore moves it to --device), with any overrides applied."""
     from panet_cli.inference import resolve_model
 
-    level = sigma if task == "denoise" else quality if task == "car" else None
-    colors = 3 if task in ("demosaic", "sr") else None
-    descriptor = resolve_model(task, source, level=level, scale=scale if task == "sr" else None, colors=colors,
-                               device="cpu")
+    spec = task_spec(task)
+    level = spec.level_of({"sigma": sigma, "quality": quality})
+    descriptor = resolve_model(task, source, level=level, scale=scale if spec.scaled else None,
+                               colors=spec.model_colors, device="cpu")
     if no_attention:
         descriptor.model.attention.enabled = False
     if window is not None:

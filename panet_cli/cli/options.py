@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 import typer
 
+from panet_cli.tasks import TASKS, Option, Task  # noqa: F401 - Task: the commands' --task choices
+
 
 class Precision(str, Enum):
     fp32 = "fp32"
@@ -30,13 +32,6 @@ class ImageFormat(str, Enum):
     tiff = "tiff"
     webp = "webp"
     bmp = "bmp"
-
-
-class Task(str, Enum):
-    denoise = "denoise"
-    demosaic = "demosaic"
-    car = "car"
-    sr = "sr"
 
 
 class Pattern(str, Enum):
@@ -75,12 +70,6 @@ def parse_memory(value: str | None) -> int | None:
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"--max-memory {value}: the size must be positive")
     return int(number * factor)
-
-
-def _check_scale(value: Optional[int]) -> Optional[int]:
-    if value is not None and value not in (2, 3, 4):
-        raise typer.BadParameter("the upscaling factor must be 2, 3 or 4")
-    return value
 
 
 def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -148,19 +137,29 @@ COMMON: list[inspect.Parameter] = [
         help="Ray actors (0 = one per GPU, else one per --threads CPUs of the cluster).")),
 ]
 
+def _one_of(choices: tuple[Any, ...]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"use one of {', '.join(map(str, choices))}")
+        return value
+
+    return check
+
+
+def _task_param(option: Option) -> inspect.Parameter:
+    """A task row's own option (see :mod:`panet_cli.tasks`) as a Typer parameter."""
+    if option.kind == "pattern":
+        return _param(option.name, Pattern, typer.Option(
+            Pattern(option.default), *option.flags, case_sensitive=False, help=option.help))
+    kind = {"float": float, "int": int}[option.kind]
+    check = _one_of(option.choices) if option.choices else None
+    return _param(option.name, Optional[kind], typer.Option(
+        option.default, *option.flags, min=option.low, max=option.high, callback=check, show_default=False,
+        help=option.help))
+
+
 TASK_OPTIONS: dict[str, list[inspect.Parameter]] = {
-    "denoise": [_param("sigma", Optional[float], typer.Option(
-        None, "--sigma", "-s", min=0, max=255, show_default=False,
-        help="Noise level, 0-255 scale: picks a model made for it when one is installed (default: blind)."))],
-    "sr": [_param("scale", Optional[int], typer.Option(
-        None, "--scale", "-x", callback=_check_scale, show_default=False,
-        help="Upscaling factor 2, 3 or 4 (default: 4, or the --weights' own)."))],
-    "car": [_param("quality", Optional[int], typer.Option(
-        None, "--quality", min=1, max=100, show_default=False,
-        help="JPEG quality the image was saved with: picks a model made for it when one is installed."))],
-    "demosaic": [_param("pattern", Pattern, typer.Option(
-        Pattern.RGGB, "--pattern", "-p", case_sensitive=False,
-        help="Bayer pattern of the input (a one-channel CFA, or RGB with zeros at unsampled positions)."))],
+    spec.name: [_task_param(option) for option in spec.options] for spec in TASKS
 }
 
 

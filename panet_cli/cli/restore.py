@@ -40,21 +40,11 @@ from panet_cli.cli.options import (
     usage_error,
 )
 
+from panet_cli.tasks import TASKS, task_spec
+
 if TYPE_CHECKING:
     from panet_cli.scaleout.report import Report
     from panet_cli.scaleout.work import Outcome, Settings
-
-DOCS = {
-    "denoise": "Remove Gaussian-like noise (blind by default; --sigma picks a level-specific model if installed).",
-    "sr": "Super-resolve: upscale 2x, 3x or 4x (PA-EDSR).",
-    "car": "Remove JPEG compression artifacts (writes PNG unless told otherwise).",
-    "demosaic": "Reconstruct colour from a Bayer mosaic (one-channel CFA, or RGB with zeros where unsampled).",
-}
-# Name tag of outputs written next to their input; sr adds its factor (photo_x4.png).
-SUFFIXES = {"denoise": "_denoised", "car": "_car", "demosaic": "_demosaiced"}
-# car re-encoding as JPEG would bring the artifacts back: its auto-named outputs are PNG.
-FORCED_FORMATS = {"car": "PNG"}
-
 
 def run_task(task: str, values: dict[str, Any]) -> None:
     """The body of every task command (see the module docstring)."""
@@ -105,8 +95,9 @@ def run_task(task: str, values: dict[str, Any]) -> None:
         print_error(console, str(e))
         raise typer.Exit(1) from None
 
-    suffix = f"_x{descriptor.scale}" if task == "sr" else SUFFIXES[task]
-    plan_outputs(jobs, values["output"], many=many, suffix=suffix, format=fmt, force_format=FORCED_FORMATS.get(task))
+    spec = task_spec(task)  # the output name tag (photo_denoised.png, photo_x4.png) and any forced format
+    plan_outputs(jobs, values["output"], many=many, suffix=spec.output_suffix(descriptor.scale), format=fmt,
+                 force_format=spec.forced_format)
     jobs = drop_own_outputs(jobs)
     if shard is not None:
         # After dropping our own outputs, before looking at existing ones: every member of a job
@@ -146,7 +137,7 @@ def _load(task: str, values: dict[str, Any], device: str | None = None):
         torch.set_num_threads(values["threads"])
     device = select_device(device or values["device"])
     source = Path(values["weights"]).expanduser() if values["weights"] else values["model"]
-    level = values.get("sigma") if task == "denoise" else values.get("quality") if task == "car" else None
+    level = task_spec(task).level_of(values)
     descriptor = resolve_model(task, source, level=level, scale=values.get("scale"), device=device)
     return descriptor, device
 
@@ -283,5 +274,6 @@ def _progress(console):
 
 
 def register(app: typer.Typer) -> None:
-    for task in ("denoise", "sr", "car", "demosaic"):
-        app.command(task, help=DOCS[task], cls=task_command_class())(build_command(task, run_task, DOCS[task]))
+    for spec in TASKS:
+        command = build_command(spec.name, run_task, spec.summary)
+        app.command(spec.name, help=spec.summary, cls=task_command_class())(command)
