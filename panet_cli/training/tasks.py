@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from panet_cli import degradations
+from panet_cli.degradations import QUALITY_SAMPLINGS  # noqa: F401 - the choices of --quality-sampling
+from panet_cli.tasks import Level, task_spec
 
 
 @dataclass
@@ -26,51 +27,31 @@ class DegradationRecipe:
     pattern: str = "RGGB"
 
 
-QUALITY_SAMPLINGS = ("uniform", "log")
-
-
 def sample_qualities(recipe: DegradationRecipe, n: int, generator: torch.Generator) -> torch.Tensor:
-    """JPEG qualities for one batch, integers in [quality_min, quality_max].
+    """JPEG qualities for one batch by the recipe (see :func:`panet_cli.degradations.sample_qualities`)."""
+    qualities = degradations.sample_qualities(n, recipe.quality_min, recipe.quality_max, generator,
+                                              sampling=recipe.quality_sampling)
+    return torch.tensor(qualities, dtype=torch.int64)
 
-    ``log`` draws them log-uniformly: below 50 libjpeg's quantisation step is proportional to 1/quality,
-    so this gives every factor of coarseness the same share of training (q 10-20 gets 41% of a 10-60 range
-    instead of 22%), where the artifacts are worst and a fixed-capacity model has the most to learn.
-    """
-    lo, hi = recipe.quality_min, recipe.quality_max
-    if recipe.quality_sampling == "uniform":
-        return torch.randint(lo, hi + 1, (n,), generator=generator)
-    if recipe.quality_sampling == "log":
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        q = torch.exp(math.log(lo) + u * (math.log(hi + 1) - math.log(lo)))
-        return q.floor().long().clamp(lo, hi)
-    raise ValueError(f"unknown quality sampling {recipe.quality_sampling!r}; use one of {QUALITY_SAMPLINGS}")
+
+def _levels(recipe: DegradationRecipe, level: Level, n: int, generator: torch.Generator,
+            validation: bool) -> torch.Tensor:
+    """One level per batch item: the recipe's ``val_<level>``, else drawn from ``<level>_min``-``<level>_max``."""
+    if validation:
+        return torch.full((n,), getattr(recipe, f"val_{level.name}"))
+    if level.integer:  # JPEG qualities, which also have a choice of sampling
+        return sample_qualities(recipe, n, generator)
+    return degradations.sample_sigmas(n, getattr(recipe, f"{level.name}_min"), getattr(recipe, f"{level.name}_max"),
+                                      generator)
 
 
 def make_pair(
     recipe: DegradationRecipe, clean: torch.Tensor, generator: torch.Generator, validation: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(network input, target) for a clean batch in [0, 1]."""
-    task = recipe.task
-    if task == "denoise":
-        if validation:
-            sigma = torch.full((clean.shape[0],), recipe.val_sigma)
-        else:
-            sigma = recipe.sigma_min + torch.rand(clean.shape[0], generator=generator) * (
-                recipe.sigma_max - recipe.sigma_min
-            )
-        return degradations.add_gaussian_noise(clean, sigma, generator), clean
-    if task == "sr":
-        s = recipe.scale
-        h, w = clean.shape[-2] // s * s, clean.shape[-1] // s * s
-        target = clean[..., :h, :w]
-        return degradations.quantize_8bit(degradations.bicubic_downscale(target, s)), target
-    if task == "car":
-        if validation:
-            qualities = [recipe.val_quality] * clean.shape[0]
-        else:
-            qualities = sample_qualities(recipe, clean.shape[0], generator)
-        inputs = torch.stack([degradations.jpeg_compress(c, int(q)) for c, q in zip(clean, qualities)])
-        return inputs, clean
-    if task == "demosaic":
-        return degradations.bayer_mosaic(clean, recipe.pattern), clean
-    raise ValueError(f"unknown task {task!r}")
+    """(network input, target) for a clean batch in [0, 1], degraded as the task's row says (as eval does)."""
+    spec = task_spec(recipe.task)
+    level = None if spec.level is None else _levels(recipe, spec.level, clean.shape[0], generator, validation)
+    inputs, target = spec.degrade(clean, level=level, scale=recipe.scale, pattern=recipe.pattern, generator=generator)
+    if spec.bayer:  # networks take the mosaic spread over three channels
+        inputs = degradations.cfa_to_mosaic(inputs, recipe.pattern)
+    return inputs, target
