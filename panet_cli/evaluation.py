@@ -30,6 +30,8 @@ IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 WARMUP_SIDE = 48
 
 Progress = Callable[[int, int, str], None]
+# Receives each image's sample, its outputs by method name and its scores (``panet eval --save``).
+Keep = Callable[["Sample", "dict[str, np.ndarray]", "ImageResult"], None]
 
 
 # ------------------------------------------------------------------------------------- protocols
@@ -348,10 +350,12 @@ def evaluate(
     model: dict[str, Any] | None = None,
     progress: Progress | None = None,
     warm_up: bool = True,
+    keep: Keep | None = None,
 ) -> EvalReport:
     """Score every method on every image of ``paths`` (files; see :func:`collect_images`).
 
-    ``progress(done, total, label)`` is called before each (image, method) run and at the end.
+    ``progress(done, total, label)`` is called before each (image, method) run and at the end;
+    ``keep(sample, outputs, result)`` once per image, after its last method, while its outputs are in memory.
     """
     from panet_cli.images import read_image
 
@@ -367,15 +371,21 @@ def evaluate(
             _warm_up(methods, sample)
         h, w = sample.target.shape[:2]
         result = ImageResult(path.stem, w, h)
+        outputs: dict[str, np.ndarray] = {}
         for method in methods:
             if progress is not None:
                 progress(done, total, f"{path.stem}: {method.name}")
             start = time.perf_counter()
             output = method.run(sample.degraded)
             seconds = time.perf_counter() - start
-            p, s = score(np.asarray(output, dtype=np.float32), sample.target, protocol)
+            output = np.asarray(output, dtype=np.float32)
+            p, s = score(output, sample.target, protocol)
             result.scores[method.name] = Score(p, s, seconds, h * w / 1e6)
+            if keep is not None:
+                outputs[method.name] = output
             done += 1
+        if keep is not None:
+            keep(sample, outputs, result)
         report.images.append(result)
     if progress is not None:
         progress(done, total, "done")

@@ -8,6 +8,7 @@ import typer
 
 from panet_cli import __version__
 from panet_cli.cli import train
+from panet_cli.cli import compare
 from panet_cli.cli import degrade
 from panet_cli.cli import evaluate
 from panet_cli.cli import models
@@ -23,6 +24,7 @@ app = typer.Typer(
 train.register(app)
 degrade.register(app)
 evaluate.register(app)
+compare.register(app)
 models.register(app)
 restore.register(app)
 

@@ -19,6 +19,7 @@ from panet_cli.tasks import task_spec
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
+    from panet_cli.eval_save import EvalSaver
     from panet_cli.evaluation import EvalReport, Method, Protocol
     from panet_cli.loading import ModelDescriptor
 
@@ -107,6 +108,9 @@ def eval_command(
     device: str = typer.Option("auto", help="auto | cpu | cuda | mps."),
     precision: Precision = typer.Option(Precision.fp32, help="Arithmetic on the device (falls back where unsupported)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+    save: Optional[Path] = typer.Option(None, "--save", metavar="DIR", help="Write every method's output and a labelled comparison sheet per image under DIR."),
+    crop: int = typer.Option(96, "--crop", min=8, help="--save: side of the sheets' crop in output pixels (where the methods differ most)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="--save: replace files an earlier run left in DIR."),
 ) -> None:
     """Score a model on a benchmark folder with the paper's protocol for its task, optionally beside the classical tools.
 
@@ -139,13 +143,25 @@ def eval_command(
             from panet_cli.evaluation import baseline_methods
 
             methods.extend(baseline_methods(protocol, notice=lambda line: print_note(console, line)))
-        report = _evaluate(console, folder, limit, protocol, methods, descriptor)
+        saver = None
+        if save is not None:
+            from panet_cli.eval_save import EvalSaver
+
+            saver = EvalSaver(save, protocol, [m.name for m in methods], crop=crop, overwrite=overwrite)
+        report = _evaluate(console, folder, limit, protocol, methods, descriptor, saver)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         from rich.console import Console
 
         Console().print(render_table(report))
+    if saver is not None:
+        from panet_cli.eval_save import INPUT, SHEETS
+
+        count = len(saver.sheets)
+        console.print(f"{count} comparison sheet{'s' if count != 1 else ''} in {saver.folder / SHEETS}; inputs in "
+                      f"{saver.folder / INPUT}, outputs in {', '.join(str(saver.folder / f) for f in saver.folders.values())}",
+                      markup=False, highlight=False)
 
 
 def _load(task: str, source: str | None, sigma: float | None, quality: int | None, scale: int | None,
@@ -182,14 +198,17 @@ def _protocol(task: str, descriptor: ModelDescriptor | None, sigma: float | None
 
 
 def _evaluate(console: Console, folders: list[Path], limit: int | None, protocol: Protocol, methods: list[Method],
-              descriptor: ModelDescriptor | None) -> EvalReport:
-    """Run the evaluation with a transient progress bar on stderr."""
+              descriptor: ModelDescriptor | None, saver: EvalSaver | None = None) -> EvalReport:
+    """Run the evaluation with a transient progress bar on stderr (``saver``: --save, checked before any work)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from panet_cli.evaluation import collect_images, evaluate
 
     files = collect_images(folders, limit)
     dataset = folders[0].name if len(folders) == 1 and folders[0].is_dir() else ", ".join(f.name for f in folders)
+    if saver is not None:
+        saver.dataset = dataset
+        saver.plan(files)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         job = bar.add_task("evaluating", total=len(files) * max(1, len(methods)))
@@ -198,7 +217,8 @@ def _evaluate(console: Console, folders: list[Path], limit: int | None, protocol
             bar.update(job, completed=done, total=total, description=label)
 
         return evaluate(files, protocol, methods, dataset=dataset,
-                        model=model_info(descriptor) if descriptor is not None else None, progress=progress)
+                        model=model_info(descriptor) if descriptor is not None else None, progress=progress,
+                        keep=saver)
 
 
 def register(app: typer.Typer) -> None:
