@@ -1,0 +1,78 @@
+"""benchmarks/card_plots.py: model-card pictures from the metadata of a weights file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from panet_cli.loading.checkpoint import save_safetensors
+
+pytest.importorskip("matplotlib")
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "card_plots.py"
+
+
+@pytest.fixture(scope="module")
+def card_plots():
+    spec = importlib.util.spec_from_file_location("card_plots", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _weights(path: Path, **meta) -> Path:
+    save_safetensors(path, {"head.weight": torch.zeros(2, 2)}, {"arch": "PANet", "task": "denoise", **meta})
+    return path
+
+
+def _png(path: Path) -> np.ndarray:
+    assert path.stat().st_size > 1000
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert("RGB"))
+
+
+def test_plots_the_stored_curve_and_given_figures(card_plots, tmp_path, capsys):
+    curve = [[0, 0.0, 12.0], [100, 0.1, 27.0], [200, 0.2, 28.1], [300, 0.35, 28.4]]
+    weights = _weights(tmp_path / "tiny_model.safetensors", step=300,
+                       recipe={"task": "denoise", "val_sigma": 25.0}, training={"curve": curve})
+    figures = tmp_path / "figures.json"
+    figures.write_text(json.dumps({"tiny-model": {
+        "val_baselines": {"CBM3D": 28.2, "bilinear": {"psnr": 26.5, "steps": [100, 200]}},
+        "curve_marks": [{"step": 200, "label": "attention on"}]}}))
+    worth = tmp_path / "worth.md"  # what benchmarks/attention_worth.py prints
+    worth.write_text("tiny_model: CBSD68 (4 images), denoise sigma 25 (8-bit noise); PSNR dB / SSIM on RGB\n\n"
+                     "| variant | PSNR (dB) | SSIM | s/MP |\n| --- | --- | --- | --- |\n"
+                     "| attention bypassed | 32.580 | 0.8710 | 19.7 |\n"
+                     "| window 16, overlap 2 (stored default) | 32.629 | 0.8730 | 43.4 |\n")
+    out = tmp_path / "plots"
+    assert card_plots.main([str(weights), "--figures", str(figures), "--worth", str(worth), "--out", str(out)]) == 0
+    curve_png, worth_png = _png(out / "tiny-model_curve.png"), _png(out / "tiny-model_attention.png")
+    assert curve_png.shape[0] > 200 and curve_png.std() > 10  # a picture, not a blank
+    assert worth_png.std() > 10
+    assert not list(out.glob(".panet-*"))  # written atomically: no temporary file left
+    printed = capsys.readouterr().out
+    assert str(out / "tiny-model_curve.png") in printed
+
+
+def test_figures_come_from_metadata_first_and_absent_ones_are_skipped(card_plots, tmp_path, capsys):
+    rows = [{"variant": "attention bypassed", "psnr": 30.0, "s_per_mp": 2.0},
+            {"variant": "window 24, overlap 4 (stored default)", "psnr": 30.1, "s_per_mp": 6.0}]
+    stored = _weights(tmp_path / "stored.safetensors", training={"curve": [[0, 0.0, 20.0], [50, 0.1, 21.0]]},
+                      attention_worth={"set": "Set5", "rows": rows})
+    bare = _weights(tmp_path / "bare.safetensors")
+    none = tmp_path / "none.json"
+    none.write_text("{}")
+    found = card_plots.figures_for(stored, {"attention_worth": {"rows": rows}}, {"stored": {"attention_worth": {}}})
+    assert found["attention_worth"]["rows"] == rows
+    out = tmp_path / "plots"
+    assert card_plots.main([str(stored), str(bare), "--figures", str(none), "--out", str(out)]) == 0
+    _png(out / "stored_curve.png")
+    _png(out / "stored_attention.png")
+    assert not (out / "bare_curve.png").exists() and not (out / "bare_attention.png").exists()
+    assert "bare.safetensors: no curve figures (skipped)" in capsys.readouterr().out
