@@ -37,23 +37,22 @@ def main() -> None:
     from panet_cli.evaluation import Method, Protocol, collect_images, evaluate
     from panet_cli.inference import restore
     from panet_cli.loading import load_model
+    from panet_cli.tasks import task_spec
 
     descriptor = load_model(args.weights)
-    attention = descriptor.model.attention
-    trained = (attention.window, attention.window_overlap)
+    trained = (descriptor.window, descriptor.model.attention.window_overlap)
     task = descriptor.task or descriptor.tasks[0]
     protocol = Protocol.for_task(task, sigma=args.sigma, quality=args.quality, scale=descriptor.scale,
                                  colors=descriptor.n_colors)
-    options = {"denoise": {"level": args.sigma}, "car": {"level": args.quality},
-               "sr": {"scale": descriptor.scale}}.get(task, {})
+    spec = task_spec(task)
+    options = {"level": spec.level_of({"sigma": args.sigma, "quality": args.quality}),
+               "scale": descriptor.scale if spec.scaled else None}
 
     def variant(name: str, enabled: bool, window: tuple[int | None, int]) -> Method:
+        model = descriptor.with_attention(enabled, window[0], window[1])  # shares the weights
+
         def run(image: np.ndarray) -> np.ndarray:
-            attention.enabled, (attention.window, attention.window_overlap) = enabled, window
-            try:
-                return restore(image, task, model=descriptor, device="cpu", **options)
-            finally:
-                attention.enabled, (attention.window, attention.window_overlap) = True, trained
+            return restore(image, task, model=model, device="cpu", **options)
 
         return Method(name, run)
 

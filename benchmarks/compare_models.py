@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from panet_cli.tasks import TASK_NAMES, task_spec
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="model names or weights files")
-    parser.add_argument("--task", required=True, choices=["denoise", "sr", "car", "demosaic"])
+    parser.add_argument("--task", required=True, choices=TASK_NAMES)
     parser.add_argument("--set", required=True, help="folder of clean images")
     parser.add_argument("--colors", type=int, choices=[1, 3], help="protocol colours (default: the task's)")
     parser.add_argument("--sigma", type=float, default=25)
@@ -37,7 +39,7 @@ def main() -> None:
                                  colors=args.colors)
     methods = []
     for model in args.models:
-        descriptor = resolve_model(args.task, model, scale=args.scale if args.task == "sr" else None,
+        descriptor = resolve_model(args.task, model, scale=args.scale if task_spec(args.task).scaled else None,
                                    device="cpu")
         methods.append(model_method(descriptor, protocol, device="cpu", name=Path(model).stem))
     if not args.no_baselines:

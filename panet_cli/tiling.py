@@ -22,8 +22,10 @@ from panet_cli.networks.windows import blend_weights, window_starts
 # Largest tile "auto" picks: beyond it the attention of whole-input models costs far more time
 # than the tile saves, and no model here gains from more context.
 MAX_AUTO_TILE = 512
-# Smallest tile an out-of-memory retry goes down to before giving up.
-MIN_TILE = 32
+# Smallest tile "auto" picks, and that an out-of-memory retry goes down to before giving up.
+MIN_AUTO_TILE = 32
+# Smallest tile a user may ask for: below it no room is left for context or blending.
+MIN_TILE = 16
 # Key patches per pixel of a five-level pyramid (1.0, 0.9, 0.8, 0.7, 0.6): 1 + .81 + .64 + .49 + .36.
 KEYS_PER_PIXEL = 3.3
 
@@ -182,10 +184,10 @@ def choose_tile(
     """The largest tile (0 = whole image) whose estimated memory fits ``budget`` bytes."""
     if max(height, width) <= cap and estimate_tile_bytes(cost, height, width, bytes_per_value) <= budget:
         return 0
-    for size in range(cap, MIN_TILE - 1, -32):
+    for size in range(cap, MIN_AUTO_TILE - 1, -32):
         if estimate_tile_bytes(cost, min(size, height), min(size, width), bytes_per_value) <= budget:
             return size
-    return MIN_TILE
+    return MIN_AUTO_TILE
 
 
 def memory_budget(device: torch.device) -> int:
@@ -211,20 +213,6 @@ def available_ram() -> int:
         return 4 * 2**30
 
 
-def parse_memory(text: str) -> int:
-    """'4G', '512M', '1.5GB', '2048' (MiB) -> bytes; ValueError for anything else."""
-    value = text.strip().upper().removesuffix("B").removesuffix("I")
-    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    factor = 2**20
-    if value and value[-1] in units:
-        factor = units[value[-1]]
-        value = value[:-1]
-    number = float(value)
-    if number <= 0 or not math.isfinite(number):
-        raise ValueError(f"memory size must be positive, got {text!r}")
-    return int(number * factor)
-
-
 # ------------------------------------------------------------------------------------ out of memory
 
 
@@ -244,7 +232,7 @@ def run_with_retry(
     on_retry: Callable[[int, int], None] | None = None,
     align: int = 1,
 ) -> torch.Tensor:
-    """``run(tile)``, halving the tile after each out-of-memory error down to :data:`MIN_TILE`.
+    """``run(tile)``, halving the tile after each out-of-memory error down to :data:`MIN_AUTO_TILE`.
 
     ``tile`` 0 (whole image) first falls back to half the image's longer side.
     ``on_retry(old, new)`` lets the caller say so and reset its progress.
@@ -256,8 +244,8 @@ def run_with_retry(
             if not is_out_of_memory(error):
                 raise
             current = tile if tile > 0 else largest_side
-            smaller = max(MIN_TILE, current // 2 // max(align, 1) * max(align, 1))
-            if current <= MIN_TILE or smaller >= current:
+            smaller = max(MIN_AUTO_TILE, current // 2 // max(align, 1) * max(align, 1))
+            if current <= MIN_AUTO_TILE or smaller >= current:
                 raise PanetError(
                     f"out of memory even with {current}-pixel tiles; try --device cpu or a smaller --max-memory"
                 ) from None

@@ -302,3 +302,39 @@ def test_model_given_as_a_path_and_precision_fallback(tmp_path):
     assert notes and "fp16" in notes[0]
     assert np.abs(half - reference).max() < 0.05
     assert next(model.model.parameters()).dtype == torch.float32  # the descriptor is left as it was
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_second_call_with_other_settings_gives_the_first_calls_result(tmp_path, monkeypatch, dtype):
+    """restore() runs the weights in another dtype and layout without keeping them: the model stays as found."""
+    import panet_cli.devices
+
+    model = tiny(tmp_path, window=8, window_overlap=2)
+    weights = {k: v.clone() for k, v in model.model.state_dict().items()}
+    layouts = {k: v.stride() for k, v in model.model.state_dict().items()}
+    image = photo(40, 36)
+    first = restore(image, "denoise", model=model, device="cpu", tile=0)
+    # the low precision really runs (a CPU without native bf16 would otherwise fall back to fp32)
+    monkeypatch.setattr(panet_cli.devices, "resolve_precision", lambda device, precision: (dtype, None))
+    low = restore(image, "denoise", model=model, device="cpu", tile=16, tile_overlap=4, precision="bf16")
+    monkeypatch.undo()
+    assert low.shape == first.shape and not np.array_equal(low, first)
+    again = restore(image, "denoise", model=model, device="cpu", tile=0)
+    assert np.array_equal(again, first)
+    for key, value in model.model.state_dict().items():
+        assert value.dtype == torch.float32 and value.stride() == layouts[key], key
+        assert torch.equal(value, weights[key]), key
+
+
+def test_size_requirements_come_from_the_descriptor(tmp_path):
+    """An input is padded to the descriptor's min_side and alignment, and the result cropped back."""
+    import dataclasses
+
+    model = tiny(tmp_path, attention=False)
+    seen: list[tuple[int, int]] = []
+    net = model.model
+    forward = net.forward
+    net.forward = lambda x: (seen.append(tuple(x.shape[-2:])), forward(x))[1]
+    aligned = dataclasses.replace(model, min_side=20, alignment=8)
+    out = restore(photo(13, 21), "denoise", model=aligned, device="cpu", tile=0)
+    assert out.shape == (13, 21, 3) and seen == [(24, 24)]

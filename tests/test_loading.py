@@ -329,3 +329,56 @@ def test_convert_keeps_scale_and_refuses_a_wrong_task(tmp_path: Path) -> None:
     with pytest.raises(IncompatibleModel, match="denoise"):
         convert_checkpoint(src, tmp_path / "no.safetensors", name="no", task="denoise")
     assert not (tmp_path / "no.safetensors").exists()
+
+
+def test_our_file_without_a_valid_config_is_refused(tmp_path: Path) -> None:
+    """Input skip, window and skip filter leave no tensors: guessing them from shapes would change the function."""
+    state = tiny_panet(input_skip=True, window=6).state_dict()
+    for meta, found in (({"task": "denoise"}, "no architecture config"),
+                        ({"arch": "PANet", "task": "denoise"}, "malformed"),
+                        ({"arch": "PANet", "config": "n_resblocks=2"}, "malformed"),
+                        ({"config": {"n_resblocks": 2, "n_feats": 8}}, "malformed")):
+        path = tmp_path / "ours.safetensors"
+        save_safetensors(path, state, meta)
+        with pytest.raises(CheckpointError, match=f"ours.safetensors: .*{found}"):
+            load_model(path)
+    # the same tensors from someone else (no panet metadata) are read by their shapes
+    from safetensors.torch import save_file
+
+    theirs = tmp_path / "theirs.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(theirs))
+    assert load_model(theirs).arch == "PANet"
+
+
+def test_descriptor_is_frozen_and_with_attention_makes_a_new_one(tmp_path: Path) -> None:
+    import dataclasses
+
+    config = {"n_resblocks": 2, "n_feats": 8, "n_colors": 3, "reduction": 2, "input_skip": True, "window": 8,
+              "window_overlap": 2}
+    path = tmp_path / "ours.safetensors"
+    save_safetensors(path, tiny_panet(input_skip=True, window=8, window_overlap=2).state_dict(),
+                     {"arch": "PANet", "config": config, "task": "denoise"})
+    desc = load_model(path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        desc.window = 4  # type: ignore[misc]
+    x = torch.rand(1, 3, 24, 20)
+    with torch.no_grad():
+        before = desc(x)
+        off = desc.with_attention(False)
+        whole = desc.with_attention(True, window=None)
+        assert (off.attention_enabled, off.window, whole.window, whole.config["window"]) == (False, 8, None, None)
+        assert off.tile_hint == desc.tile_hint == 512 and whole.tile_hint == 128  # whole-input attention
+        # the original is untouched, in its network too, and the variants share its weights
+        assert desc.attention_enabled and desc.window == 8 and desc.model.attention.enabled
+        assert desc.model.attention.window == 8 and desc.config["window"] == 8
+        assert off.model.head[0].weight is desc.model.head[0].weight
+        assert torch.equal(desc(x), before)
+        bypassed = tiny_panet(input_skip=True, window=8, window_overlap=2)
+        bypassed.load_state_dict(desc.model.state_dict())
+        bypassed.attention.enabled = False
+        assert torch.equal(off(x), bypassed.eval()(x)) and not torch.equal(off(x), before)
+        # a variant rebuilt from its own config computes the same function
+        rebuilt = PANet(**whole.config).eval()
+        rebuilt.load_state_dict(desc.model.state_dict())
+        assert torch.equal(whole(x), rebuilt(x))
+    assert (desc.min_side, desc.alignment) == (16, 1)

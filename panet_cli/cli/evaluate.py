@@ -44,14 +44,13 @@ def _task_of_model(source: str) -> str | None:
 
 def model_info(descriptor: ModelDescriptor) -> dict[str, Any]:
     """What the report says about the model scored."""
-    attention = getattr(descriptor.model, "attention", None)
     return {
         "name": descriptor.name,
         "source": descriptor.source,
         "arch": descriptor.arch,
         "parameters": descriptor.parameters,
-        "attention_enabled": bool(getattr(attention, "enabled", False)),
-        "window": getattr(attention, "window", descriptor.window),
+        "attention_enabled": descriptor.attention_enabled,
+        "window": descriptor.window,
         "level": descriptor.level,
         "scale": descriptor.scale,
         "n_colors": descriptor.n_colors,
@@ -166,17 +165,16 @@ def eval_command(
 
 def _load(task: str, source: str | None, sigma: float | None, quality: int | None, scale: int | None,
           window: int | None, no_attention: bool) -> ModelDescriptor:
-    """The model to score, loaded on the CPU (restore moves it to --device), with any overrides applied."""
+    """The model to score, loaded on the CPU (restore runs it on --device), as a variant when overridden."""
     from panet_cli.inference import resolve_model
 
     spec = task_spec(task)
     level = spec.level_of({"sigma": sigma, "quality": quality})
     descriptor = resolve_model(task, source, level=level, scale=scale if spec.scaled else None,
                                colors=spec.model_colors, device="cpu")
-    if no_attention:
-        descriptor.model.attention.enabled = False
-    if window is not None:
-        descriptor.model.attention.window = window or None
+    if no_attention or window is not None:
+        descriptor = descriptor.with_attention(descriptor.attention_enabled and not no_attention,
+                                               window if window is not None else ...)
     return descriptor
 
 

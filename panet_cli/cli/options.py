@@ -48,9 +48,12 @@ def parse_tile(value: str) -> str | int:
         return "auto"
     if not text.isdigit():
         raise ValueError(f"--tile {value}: use a number of pixels (0 = whole image) or auto")
+    from panet_cli.tiling import MIN_TILE  # imports torch: a real run is starting anyway
+
     number = int(text)
-    if 0 < number < 16:
-        raise ValueError(f"--tile {value}: tiles below 16 pixels leave no room for context; use 0, auto or >= 16")
+    if 0 < number < MIN_TILE:
+        raise ValueError(f"--tile {value}: tiles below {MIN_TILE} pixels leave no room for context; "
+                         f"use 0, auto or >= {MIN_TILE}")
     return number
 
 

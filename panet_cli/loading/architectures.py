@@ -22,6 +22,9 @@ from panet_cli.networks import PAEDSR, PANet
 from panet_cli.tasks import Task, tasks_for_arch
 
 StateDict = Mapping[str, torch.Tensor]
+# Inputs are padded (reflected) to at least this side: the pyramid's 0.6 level of a 2-pixel image
+# would be empty, and a few pixels of context is the least a 3x3 network needs.
+MIN_SIDE = 16
 
 NETWORKS: dict[str, type[nn.Module]] = {"PANet": PANet, "PAEDSR": PAEDSR}
 
@@ -40,7 +43,8 @@ class Architecture:
     """One known checkpoint layout.
 
     ``tasks`` names what a *published* checkpoint of this layout was made for, given its config;
-    our own files say their task in metadata instead.
+    our own files say their task in metadata instead. ``min_side``: inputs are padded to at least this
+    side (the descriptor carries it, with the network's own ``size_multiple`` as its alignment).
     """
 
     name: str
@@ -48,6 +52,7 @@ class Architecture:
     load: Callable[[StateDict], tuple[str, dict[str, Any]]]
     tasks: Callable[[dict[str, Any]], tuple[str, ...]]
     expected: str  # what its layout looks like, for error messages
+    min_side: int = MIN_SIDE
 
 
 def _shape(state: StateDict, key: str) -> tuple[int, ...]:

@@ -1,13 +1,17 @@
 """A loaded model together with everything a caller needs to use it correctly.
 
 Callers (inference, the CLI, evaluation) get a :class:`ModelDescriptor` and never inspect the
-network class or its state_dict to learn its task, scale or colour channels.
+network class or its state_dict to learn its task, scale, colour channels or size requirements.
+A descriptor is immutable: a variant (attention bypassed, another window) is a new descriptor
+whose network shares the weights, and running one leaves its network as it was.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import EllipsisType
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +30,9 @@ WHOLE_INPUT_TILE = 128
 WINDOWED_TILE = 512
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelDescriptor:
-    """A ready network (eval mode, on its device) and what it is for."""
+    """A ready network (eval mode, on its device) and what it is for; call it on an NCHW batch."""
 
     model: nn.Module
     arch: str  # "PANet" | "PAEDSR"
@@ -42,15 +46,34 @@ class ModelDescriptor:
     name: str
     source: str  # file path or "<state_dict>"
     metadata: dict[str, Any] = field(default_factory=dict)
+    attention_enabled: bool = True  # False: the attention layer is bypassed (the identity)
+    min_side: int = 16  # inputs are reflect-padded to at least this side (see loading.architectures)
+    alignment: int = 1  # input sides and tile offsets the network needs to be multiples of
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on an NCHW batch (on the model's device and dtype); no padding, no tiling."""
+        return self.model(x)
 
     @property
     def parameters(self) -> int:
         """Number of distinct parameters (PA-EDSR's attention, registered twice, counts once)."""
         return sum(p.numel() for p in self.model.parameters())
 
-    @property
-    def attention_enabled(self) -> bool:
-        return bool(self.model.attention.enabled)
+    def with_attention(
+        self, enabled: bool = True, window: int | None | EllipsisType = ..., overlap: int | EllipsisType = ...
+    ) -> ModelDescriptor:
+        """This model with its attention on or bypassed, and (if given) another ``window`` (None or 0: the whole
+        input) and window ``overlap``: a new descriptor whose network shares this one's weights; this one is untouched.
+        """
+        model = copy.deepcopy(self.model, memo={id(t): t for t in (*self.model.parameters(), *self.model.buffers())})
+        attention = model.attention
+        attention.enabled = bool(enabled)
+        config = dict(self.config)
+        if window is not ...:
+            attention.window = config["window"] = window or None
+        if overlap is not ...:
+            attention.window_overlap = config["window_overlap"] = int(overlap)
+        return replace(self, model=model, config=config, attention_enabled=bool(enabled), window=attention.window)
 
     @property
     def device(self) -> torch.device:
@@ -65,18 +88,6 @@ class ModelDescriptor:
         """
         return WINDOWED_TILE if self.window or not self.attention_enabled else WHOLE_INPUT_TILE
 
-    def supports(self, dtype: torch.dtype) -> bool:
-        """Whether the network runs correctly in ``dtype`` (speed depends on the device: see devices.py).
-
-        Every layer is a plain conv, PReLU/ReLU, bicubic resize or softmax; the attention
-        normalises keys with a 1e-4 floor, representable in fp16 and bf16.
-        """
-        return dtype in (torch.float32, torch.bfloat16, torch.float16)
-
-    def to(self, device: str | torch.device) -> ModelDescriptor:
-        """Move the network to ``device`` (in place) and return self."""
-        self.model.to(device)
-        return self
 
 
 def load_model(
@@ -118,6 +129,7 @@ def load_model(
         tasks = architecture(arch).tasks(config)
     level = meta.get("level")
     name = meta.get("name") or (Path(origin).stem if origin != "<state_dict>" else arch)
+    layout = architecture(arch)
     return ModelDescriptor(
         model=model,
         arch=arch,
@@ -131,17 +143,31 @@ def load_model(
         name=str(name),
         source=origin,
         metadata=meta,
+        attention_enabled=bool(model.attention.enabled),
+        min_side=layout.min_side,
+        # a network that folds pixels (HalfResPANet: 2x2) computes another function at odd tile offsets
+        alignment=int(getattr(model, "size_multiple", 1)),
     )
 
 
 def _arch_and_config(state: Mapping[str, torch.Tensor], meta: dict[str, Any], origin: str) -> tuple[str, dict]:
-    """Metadata wins when present (it is checked against the tensors); otherwise shapes decide."""
-    if "arch" in meta and isinstance(meta.get("config"), dict):
-        arch, config = str(meta["arch"]), dict(meta["config"])
-        architecture(arch)  # unknown names fail here with a clear message
-        check_layout(arch, config, state, origin)
-        return arch, config
-    return detect_architecture(state, origin)
+    """Our files load by their metadata (checked against the tensors) or not at all; others by their shapes.
+
+    A file of ours (``panet_format``, or an ``arch``/``config`` in its metadata) without a valid config is
+    refused: input skip, window and skip filter leave no tensors behind, so a config guessed from shapes
+    would compute another function without a word.
+    """
+    if not any(key in meta for key in ("panet_format", "arch", "config")):
+        return detect_architecture(state, origin)
+    arch, config = meta.get("arch"), meta.get("config")
+    if not isinstance(arch, str) or not isinstance(config, dict):
+        found = "no architecture config" if arch is None and config is None else (
+            f"a malformed architecture config (arch {arch!r}, config of type {type(config).__name__})")
+        raise CheckpointError(f"{origin}: a panet weights file with {found}; it cannot be loaded by guessing "
+                              "from tensor shapes (window, input skip and skip filter leave no tensors)")
+    architecture(arch)  # unknown names fail here with a clear message
+    check_layout(arch, config, state, origin)
+    return arch, dict(config)
 
 
 def _instantiate(arch: str, config: dict, state: Mapping[str, torch.Tensor], origin: str) -> nn.Module:
