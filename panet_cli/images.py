@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import stat
 import struct
 import sys
 import warnings
@@ -47,6 +49,10 @@ ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
 JPEG_QUALITY = 95
 
 _ORIENTATION = 0x0112
+# Bytes an input may have per pixel of the pixel limit (16-bit RGBA, uncompressed) plus room for
+# metadata: anything longer (a link to /dev/zero, an endless pipe) is refused without reading it all.
+_BYTES_PER_PIXEL = 8
+_METADATA_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -60,6 +66,7 @@ class LoadedImage:
     exif: bytes | None = None  # raw EXIF with the orientation already reset to 1
     icc_profile: bytes | None = None
     name: str = "<image>"  # for messages: the path, or "<stdin>"
+    notes: tuple[str, ...] = ()  # one-line remarks worth showing (animated file, corrupt EXIF ignored ...)
 
     @property
     def height(self) -> int:
@@ -103,49 +110,96 @@ def normalize_format(name: str) -> str:
 def read_image(source: str | Path | bytes, *, name: str | None = None, max_pixels: int | None = None) -> LoadedImage:
     """Decode a file (or its bytes) into a :class:`LoadedImage`.
 
-    ``max_pixels`` guards against decompression bombs (default: Pillow's ``MAX_IMAGE_PIXELS``).
-    Every failure (missing, empty, truncated, not an image, unsupported mode, too large)
-    raises :class:`ImageReadError` with one line naming the file and the cause.
+    ``max_pixels`` guards against decompression bombs (default: Pillow's ``MAX_IMAGE_PIXELS``); it also
+    bounds how much of the input is read (:func:`max_input_bytes`), so a link to ``/dev/zero`` or an
+    endless pipe costs a bounded read. Every failure (missing, empty, truncated, not an image,
+    unsupported mode, too large) raises :class:`ImageReadError` with one line naming the file and the
+    cause. Decoders' warnings (Pillow's corrupt EXIF ...) become the image's ``notes``, never stderr.
     """
     from PIL import Image
 
     label = name or ("<bytes>" if isinstance(source, bytes) else str(source))
-    data = source if isinstance(source, bytes) else _read_bytes(Path(source), label)
+    limit = max_pixels if max_pixels is not None else (Image.MAX_IMAGE_PIXELS or 0)
+    budget = max_input_bytes(limit)
+    data = source if isinstance(source, bytes) else _read_bytes(Path(source), label, budget, limit)
     if not data:
         raise ImageReadError(f"{label}: empty file")
-    limit = max_pixels if max_pixels is not None else (Image.MAX_IMAGE_PIXELS or 0)
+    if budget is not None and len(data) > budget:
+        raise ImageReadError(_too_long(label, budget, limit))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = _open_and_decode(data, label, limit)
+    notes = tuple(dict.fromkeys(image.notes + _warning_notes(caught, label)))
+    return image.replace(notes=notes) if notes != image.notes else image
+
+
+def max_input_bytes(max_pixels: int | None = None) -> int | None:
+    """The most bytes an image file within ``max_pixels`` (default: Pillow's limit) can need; None: no limit."""
+    if max_pixels is None:
+        from PIL import Image
+
+        max_pixels = Image.MAX_IMAGE_PIXELS or 0
+    return max_pixels * _BYTES_PER_PIXEL + _METADATA_BYTES if max_pixels else None
+
+
+def _too_long(label: str, budget: int, limit: int) -> str:
+    return (f"{label}: more than {budget / 2**20:.0f} MB, more than an image within the limit of {limit} pixels "
+            "can need (decompression bomb protection)")
+
+
+def _open_and_decode(data: bytes, label: str, limit: int) -> LoadedImage:
+    from PIL import Image
+
     try:
-        with warnings.catch_warnings():
-            # We enforce our own limit below; Pillow's warning would only add noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                if limit and im.width * im.height > limit:
-                    raise ImageReadError(
-                        f"{label}: {im.width}x{im.height} pixels is more than the limit of {limit} "
-                        "(decompression bomb protection)"
-                    )
-                return _decode(im, data, label)
+        with Image.open(io.BytesIO(data)) as im:
+            if limit and im.width * im.height > limit:
+                raise ImageReadError(_bomb(label, im.width, im.height, limit))
+            return _decode(im, data, label)
     except ImageReadError:
         raise
     except Image.DecompressionBombError:
         raise ImageReadError(f"{label}: too many pixels (decompression bomb protection)") from None
     except Image.UnidentifiedImageError:
         if data[:4] in (b"II*\x00", b"MM\x00*"):
-            return _decode_tiff_layout(data, label)
+            return _decode_tiff_layout(data, label, limit)
         raise ImageReadError(f"{label}: not an image, or a format that cannot be read") from None
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error, IndexError) as e:
         raise ImageReadError(f"{label}: truncated or corrupt image data ({_reason(e)})") from None
 
 
-def _read_bytes(path: Path, label: str) -> bytes:
+def _bomb(label: str, width: int, height: int, limit: int) -> str:
+    return f"{label}: {width}x{height} pixels is more than the limit of {limit} (decompression bomb protection)"
+
+
+def _warning_notes(caught: list[warnings.WarningMessage], label: str) -> tuple[str, ...]:
+    """Pillow's warnings about the file (corrupt EXIF, skipped tags) as notes; everything else is dropped."""
+    from PIL import Image
+
+    notes = []
+    for warning in caught:
+        if issubclass(warning.category, Image.DecompressionBombWarning):
+            continue  # our own limit decided already
+        if f"{os.sep}PIL{os.sep}" in str(warning.filename):
+            notes.append(f"{label}: {' '.join(str(warning.message).split())} (ignored)")
+    return tuple(notes)
+
+
+def _read_bytes(path: Path, label: str, budget: int | None = None, limit: int = 0) -> bytes:
+    """The file's bytes, at most ``budget`` + 1 of them (a longer input is refused by the caller)."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            info = os.fstat(f.fileno())
+            if budget is not None and stat.S_ISREG(info.st_mode) and info.st_size > budget:
+                raise ImageReadError(_too_long(label, budget, limit))
+            return f.read(budget + 1) if budget is not None else f.read()
     except FileNotFoundError:
         raise ImageReadError(f"{label}: no such file") from None
     except IsADirectoryError:
         raise ImageReadError(f"{label}: is a folder, not an image") from None
     except PermissionError:
         raise ImageReadError(f"{label}: permission denied") from None
+    except MemoryError:
+        raise ImageReadError(f"{label}: too large to read into memory") from None
     except OSError as e:
         raise ImageReadError(f"{label}: cannot read ({_reason(e)})") from None
 
@@ -176,14 +230,25 @@ def _decode(im, data: bytes, label: str) -> LoadedImage:
         exif=_reset_orientation(im.info.get("exif")) if fmt != "TIFF" else None,
         icc_profile=icc,
         name=label,
+        notes=_frame_notes(im, label),
     )
+
+
+def _frame_notes(im, label: str) -> tuple[str, ...]:
+    """Animated GIF/WebP/PNG (and multi-page TIFF): only the first frame is restored, and we say so.
+
+    MPO (a camera JPEG with a preview or depth picture after the photo) is a photo, not an animation.
+    """
+    if im.format == "MPO" or not getattr(im, "is_animated", False):
+        return ()
+    return (f"{label}: {im.n_frames} frames; only the first is restored (panet restores still images)",)
 
 
 def _pixels(im, data: bytes, label: str) -> tuple[np.ndarray, int]:
     """Float32 samples in [0, 1] (alpha last) and the file's bit depth, by Pillow mode."""
     bits = _file_bits(im)
     if bits == 16:
-        return _read_16bit(im, data, label).astype(np.float32) / 65535.0, 16
+        return _with_colour_key(im, _read_16bit(im, data, label)).astype(np.float32) / 65535.0, 16
     mode = im.mode
     if mode == "CMYK":
         im = _cmyk_to_rgb(im, im.info.get("icc_profile"))
@@ -193,6 +258,8 @@ def _pixels(im, data: bytes, label: str) -> tuple[np.ndarray, int]:
     target = _EIGHT_BIT.get(mode) or _CONVERTED.get(mode)
     if mode == "P" and "transparency" in im.info:
         target = "RGBA"
+    elif mode in ("L", "RGB") and _colour_key(im) is not None:
+        target = "RGBA" if mode == "RGB" else "LA"  # the key colour becomes transparent
     if target is None:
         raise ImageReadError(f"{label}: unsupported image mode {mode}")
     return np.asarray(im.convert(target) if target != mode else im, dtype=np.float32) / 255.0, 8
@@ -203,6 +270,24 @@ _EIGHT_BIT = {"1": "L", "L": "L", "LA": "LA", "La": "LA", "RGB": "RGB", "RGBX": 
 # Modes converted on reading (palette, other colour spaces).
 _CONVERTED = {"P": "RGB", "PA": "RGBA", "YCbCr": "RGB", "HSV": "RGB"}
 _MODE_NAMES = {"I": "32-bit integer", "F": "32-bit float"}
+
+
+def _colour_key(im) -> int | tuple[int, ...] | None:
+    """A PNG's ``tRNS`` colour key (grey level or RGB, in the file's sample units), if it has one."""
+    key = im.info.get("transparency") if im.format == "PNG" and im.mode != "P" else None
+    return key if isinstance(key, (int, tuple)) else None
+
+
+def _with_colour_key(im, samples: np.ndarray) -> np.ndarray:
+    """16-bit grey or RGB samples with the colour key turned into an alpha channel (0 where it matches)."""
+    key = _colour_key(im)
+    grey = samples.ndim == 2
+    if key is None or (grey and not isinstance(key, int)) or (not grey and (not isinstance(key, tuple)
+                                                                             or samples.shape[2] != len(key))):
+        return samples
+    opaque = samples != key if grey else np.any(samples != np.asarray(key, np.uint16), axis=2)
+    alpha = np.where(opaque, np.uint16(65535), np.uint16(0))
+    return np.concatenate([samples.reshape(*samples.shape[:2], -1), alpha[:, :, None]], axis=2)
 
 
 def _file_bits(im) -> int:
@@ -259,13 +344,17 @@ def _swap_byte_order(rawmode: str) -> str:
     raise ValueError(f"unexpected 16-bit layout {rawmode}")
 
 
-def _read_tiff16(data: bytes, label: str) -> np.ndarray:
+def _read_tiff16(data: bytes, label: str, max_pixels: int = 0) -> np.ndarray:
+    """uint16 samples of the first page, refused before decoding when its tags declare too many pixels."""
     try:
         import tifffile
     except ImportError:
         raise ImageReadError(f"{label}: this TIFF layout needs the tifffile package") from None
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         page = tif.pages[0]
+        width, height = int(page.imagewidth), int(page.imagelength)
+        if max_pixels and width * height * max(1, int(page.imagedepth)) > max_pixels:
+            raise ImageReadError(_bomb(label, width, height, max_pixels))
         array = page.asarray()
         if page.planarconfig == 2 and array.ndim == 3:  # separate planes: (C, H, W)
             array = np.moveaxis(array, 0, -1)
@@ -274,18 +363,29 @@ def _read_tiff16(data: bytes, label: str) -> np.ndarray:
     return array
 
 
-def _decode_tiff_layout(data: bytes, label: str) -> LoadedImage:
-    """TIFF layouts Pillow does not open (e.g. 16-bit grey + alpha), read with tifffile."""
-    samples = _read_tiff16(data, label)
-    array = samples.astype(np.float32) / 65535.0
-    array = array[:, :, None] if array.ndim == 2 else array
-    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-        raise ImageReadError(f"{label}: unsupported TIFF layout {samples.shape}")
-    import tifffile
+def _decode_tiff_layout(data: bytes, label: str, max_pixels: int = 0) -> LoadedImage:
+    """TIFF layouts Pillow does not open (e.g. 16-bit grey + alpha), read with tifffile.
 
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        icc = tif.pages[0].tags.get(34675)
-        icc_bytes = bytes(icc.value) if icc is not None else None
+    tifffile's own errors (a truncated file, garbage after the magic bytes) become one line like Pillow's.
+    """
+    try:
+        samples = _read_tiff16(data, label, max_pixels)
+        array = samples.astype(np.float32) / 65535.0
+        array = array[:, :, None] if array.ndim == 2 else array
+        if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+            raise ImageReadError(f"{label}: unsupported TIFF layout {samples.shape}")
+        import tifffile
+
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            icc = tif.pages[0].tags.get(34675)
+            icc_bytes = bytes(icc.value) if icc is not None else None
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise ImageReadError(f"{label}: too large to decode in the memory available") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, OSError, EOFError,
+            zlib.error, struct.error) as e:  # tifffile.TiffFileError is a ValueError
+        raise ImageReadError(f"{label}: truncated or corrupt TIFF data ({_reason(e)})") from None
     pixels, alpha = _split_alpha(array)
     return LoadedImage(pixels=np.ascontiguousarray(pixels), bit_depth=16, alpha=alpha, format="TIFF",
                        icc_profile=icc_bytes, name=label)
@@ -373,11 +473,16 @@ def write_image(
     fmt = normalize_format(format) if format else format_for_path(path)
     if fmt is None:
         raise ImageWriteError(f"{path}: unknown image format {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
+    exists = f"{path}: already exists (use --overwrite to replace it)"
     if path.exists() and not overwrite:
-        raise ImageWriteError(f"{path}: already exists (use --overwrite to replace it)")
+        raise ImageWriteError(exists)
+    _check_finite(image, str(path))
     try:
-        with atomic_open(path) as f:
+        # Without overwrite, a file that appears meanwhile is kept: the temporary is published with link().
+        with atomic_open(path, replace=overwrite) as f:
             encode_image(image, fmt, f, bit_depth=bit_depth)
+    except FileExistsError:
+        raise ImageWriteError(exists) from None
     except OSError as e:
         raise ImageWriteError(f"{path}: cannot write ({_reason(e)})") from None
 
@@ -385,6 +490,7 @@ def write_image(
 def encode_image(image: LoadedImage, format: str, out: BinaryIO | None = None, *, bit_depth: int | None = None) -> bytes:
     """Encode to ``format`` into ``out`` (or return the bytes when ``out`` is None)."""
     fmt = normalize_format(format)
+    _check_finite(image, image.name)
     target = out if out is not None else io.BytesIO()
     depth = bit_depth or image.bit_depth
     if fmt not in SIXTEEN_BIT_FORMATS:
@@ -399,6 +505,12 @@ def encode_image(image: LoadedImage, format: str, out: BinaryIO | None = None, *
     else:
         _save_8bit(target, _samples(image.pixels, alpha, 255, np.uint8), fmt, image)
     return b"" if out is not None else target.getvalue()
+
+
+def _check_finite(image: LoadedImage, label: str) -> None:
+    """NaN or infinite samples have no integer value: refuse them rather than write zeros."""
+    if not np.isfinite(image.pixels).all() or (image.alpha is not None and not np.isfinite(image.alpha).all()):
+        raise ImageWriteError(f"{label}: the image has NaN or infinite values; nothing written")
 
 
 def _samples(pixels: np.ndarray, alpha: np.ndarray | None, top: int, dtype) -> np.ndarray:

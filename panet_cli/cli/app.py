@@ -13,8 +13,10 @@ from panet_cli.cli import degrade
 from panet_cli.cli import evaluate
 from panet_cli.cli import models
 from panet_cli.cli import restore
+from panet_cli.cli.feedback import OneLineErrors, quiet_libraries, terminate_like_interrupt
 
 app = typer.Typer(
+    cls=OneLineErrors,  # Typer's own usage errors as one line, exit 2
     name="panet",
     help="Image restoration with Pyramid Attention Networks: denoise, super-resolve, remove JPEG artifacts, demosaic.",
     no_args_is_help=True,
@@ -42,7 +44,9 @@ def root(
     ),
 ) -> None:
     """Image restoration with Pyramid Attention Networks."""
+    quiet_libraries()
 
 
 def main() -> None:
+    terminate_like_interrupt()
     app()

@@ -22,13 +22,16 @@ def _write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
     """Write atomically (temporary file, then rename), refusing to replace a file without ``overwrite``."""
     from panet_cli.errors import ImageWriteError
 
+    exists = f"{path}: already exists (use --overwrite to replace it)"
     if path.exists() and not overwrite:
-        raise ImageWriteError(f"{path}: already exists (use --overwrite to replace it)")
+        raise ImageWriteError(exists)
     from panet_cli.files import atomic_open
 
     try:
-        with atomic_open(path) as f:
+        with atomic_open(path, replace=overwrite) as f:  # a file that appears meanwhile is kept too
             f.write(data)
+    except FileExistsError:
+        raise ImageWriteError(exists) from None
     except OSError as e:
         raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None
 
@@ -39,10 +42,14 @@ def degrade_one(path: Path, out_dir: Path, *, noise: float | None, jpeg: int | N
     import torch
 
     from panet_cli import degradations as d
+    from panet_cli.errors import ImageReadError
     from panet_cli.images import LoadedImage, read_image, write_image
     from panet_cli.metrics import y_channel_8bit
 
     pixels = read_image(path).pixels
+    if downscale is not None and min(pixels.shape[:2]) < downscale:
+        h, w = pixels.shape[:2]
+        raise ImageReadError(f"{path}: {w}x{h} pixels is smaller than the --downscale factor {downscale}")
     x = torch.from_numpy(pixels.transpose(2, 0, 1).copy())
     x = d.quantize_8bit(x)  # 16-bit sources become the 8-bit files the protocols start from
     if gray:
@@ -104,6 +111,9 @@ def degrade_command(
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise PanetError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+        from panet_cli.files import remove_stale_temporaries
+
+        remove_stale_temporaries(out)  # an earlier run killed mid-write
         for path in files:
             try:
                 degrade_one(path, out, noise=noise, jpeg=jpeg, downscale=downscale,

@@ -143,6 +143,37 @@ def check_output_target(output: str | None, *, many: bool, count: int) -> None:
         raise UsageError(f"-o {output} names one file, but there are several inputs: give a folder instead")
 
 
+def check_output_format(output: str | None, *, many: bool, format: str | None) -> None:
+    """UsageError when ``-o`` names one file of a format panet cannot write (``x.gif``) and no --format says one."""
+    if output is None or output == STDIN or format is not None or _is_folder(output, many):
+        return
+    suffix = Path(output).suffix
+    if suffix.lower() not in FORMATS:
+        known = ", ".join(sorted({s.lstrip(".") for s in FORMATS}))
+        raise UsageError(f"-o {output}: panet cannot write {suffix} files; name a {known} file, or give --format")
+
+
+def check_report(report: str | None, jobs: list[Job], *, overwrite: bool) -> None:
+    """UsageError when ``--report`` names an input or an output of the run, or an existing file without --overwrite."""
+    if report is None:
+        return
+    path = Path(report).expanduser()
+    try:
+        target = path.resolve()
+        for job in jobs:
+            for role, other in (("input", job.source), ("output", job.output)):
+                if other is not None and other.resolve() == target:
+                    raise UsageError(f"--report {report} is an {role} of this run ({job.display}): "
+                                     "name another file for the report")
+        exists = path.exists()
+    except OSError as e:
+        raise UsageError(f"--report {report}: unusable path ({e.strerror or e})") from None
+    if exists and not path.is_file():
+        raise UsageError(f"--report {report} is not a file")
+    if exists and not overwrite:
+        raise UsageError(f"--report {report} already exists (use --overwrite to replace it, or name another file)")
+
+
 def _is_folder(output: str, many: bool) -> bool:
     """-o names a folder when it is one, ends with a separator, has no image suffix, or inputs are many."""
     path = Path(output).expanduser()
@@ -159,10 +190,10 @@ def _suffix(format: str | None, original: str) -> str:
 
 def drop_own_outputs(jobs: list[Job]) -> list[Job]:
     """Inputs that are another input's planned output (a re-run over the same folder) are not inputs."""
-    produced = {job.output.resolve(): job for job in jobs if job.output is not None}
+    produced = {_resolved(job.output): job for job in jobs if job.output is not None}
 
     def is_output_of_another(job: Job) -> bool:
-        maker = produced.get(job.source.resolve()) if job.source is not None else None
+        maker = produced.get(_resolved(job.source)) if job.source is not None else None
         return maker is not None and maker is not job
 
     return [job for job in jobs if job.error or not is_output_of_another(job)]
@@ -174,15 +205,31 @@ def check_outputs(jobs: list[Job], *, overwrite: bool, skip_existing: bool) -> N
     for job in jobs:
         if job.error or job.output is None:
             continue
-        target = job.output.resolve()
-        if target in claimed:
-            job.error = f"{job.display}: its output {job.output} is also the output of {claimed[target]}"
-            continue
-        claimed[target] = job.display
-        if job.source is not None and target == job.source.resolve() and not overwrite:
-            job.error = f"{job.display}: the output would replace the input (use -o, or --overwrite)"
-        elif job.output.exists():
-            if skip_existing:
-                job.skip = True
-            elif not overwrite:
-                job.error = f"{job.output}: already exists (use --overwrite, or --skip-existing to keep it)"
+        try:
+            _check_output(job, claimed, overwrite=overwrite, skip_existing=skip_existing)
+        except OSError as e:  # a name too long for the file system, a path through a file ...
+            job.error = f"{job.display}: cannot write its output {job.output} ({e.strerror or e})"
+
+
+def _check_output(job: Job, claimed: dict[Path, str], *, overwrite: bool, skip_existing: bool) -> None:
+    assert job.output is not None
+    target = job.output.resolve()
+    if target in claimed:
+        job.error = f"{job.display}: its output {job.output} is also the output of {claimed[target]}"
+        return
+    claimed[target] = job.display
+    if job.source is not None and target == job.source.resolve() and not overwrite:
+        job.error = f"{job.display}: the output would replace the input (use -o, or --overwrite)"
+    elif job.output.exists():
+        if skip_existing:
+            job.skip = True
+        elif not overwrite:
+            job.error = f"{job.output}: already exists (use --overwrite, or --skip-existing to keep it)"
+
+
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, or ``path`` made absolute when the file system refuses it (a name too long)."""
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()

@@ -46,7 +46,7 @@ def parse_tile(value: str) -> str | int:
     text = str(value).strip().lower()
     if text == "auto":
         return "auto"
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # str.isdigit() also takes '²' and other scripts' digits
         raise ValueError(f"--tile {value}: use a number of pixels (0 = whole image) or auto")
     from panet_cli.tiling import MIN_TILE  # imports torch: a real run is starting anyway
 

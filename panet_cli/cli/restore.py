@@ -23,8 +23,10 @@ from panet_cli.cli.inputs import (
     STDIN,
     Job,
     UsageError,
+    check_output_format,
     check_output_target,
     check_outputs,
+    check_report,
     drop_own_outputs,
     expand_inputs,
     plan_outputs,
@@ -59,6 +61,8 @@ def run_task(task: str, values: dict[str, Any]) -> None:
         shard = parse_shard(values["shard"]) if values.get("shard") is not None else None
     except ValueError as e:
         raise usage_error(console, str(e)) from None
+    if isinstance(tile, int) and tile > 0 and values["tile_overlap"] >= tile:
+        raise usage_error(console, f"--tile-overlap {values['tile_overlap']} must be smaller than --tile {tile}")
     if values["model"] and values["weights"]:
         raise usage_error(console, "use --model NAME or --weights FILE, not both")
     if values["inputs"].count("-") > 1:
@@ -83,6 +87,7 @@ def run_task(task: str, values: dict[str, Any]) -> None:
         fmt = normalize_format(fmt) if fmt else None
         jobs, many = expand_inputs(values["inputs"], values["recursive"])
         check_output_target(values["output"], many=many, count=len(jobs))
+        check_output_format(values["output"], many=many, format=fmt)  # before the model is loaded
     except UsageError as e:
         raise usage_error(console, str(e)) from None
     try:
@@ -99,6 +104,10 @@ def run_task(task: str, values: dict[str, Any]) -> None:
     plan_outputs(jobs, values["output"], many=many, suffix=spec.output_suffix(descriptor.scale), format=fmt,
                  force_format=spec.forced_format)
     jobs = drop_own_outputs(jobs)
+    try:
+        check_report(values.get("report"), jobs, overwrite=values["overwrite"])  # every shard's jobs
+    except UsageError as e:
+        raise usage_error(console, str(e)) from None
     if shard is not None:
         # After dropping our own outputs, before looking at existing ones: every member of a job
         # array slices the same list, whatever the others have written already.
@@ -107,18 +116,25 @@ def run_task(task: str, values: dict[str, Any]) -> None:
         if not quiet:
             print_note(console, f"shard {shard[0]}/{shard[1]}: {len(jobs)} of {total} inputs")
     check_outputs(jobs, overwrite=values["overwrite"], skip_existing=values["skip_existing"])
+    _remove_stale_temporaries(jobs)
 
     from panet_cli.scaleout.report import Report
 
-    report = Report(values.get("report"))
+    try:
+        report = Report(values.get("report"), overwrite=values["overwrite"])
+    except PanetError as e:
+        print_error(console, str(e))
+        raise typer.Exit(1) from None
     run = _Run(console, quiet, report)
     settings = _settings(task, values, tile, max_memory)
     try:
-        if on_ray:
-            failed = _on_ray(run, jobs, settings, descriptor, values)
-        else:
-            failed = _locally(run, jobs, settings, descriptor, device)
-        report.save()
+        try:
+            if on_ray:
+                failed = _on_ray(run, jobs, settings, descriptor, values)
+            else:
+                failed = _locally(run, jobs, settings, descriptor, device)
+        finally:
+            report.close()  # also when interrupted: the lines so far are the report of what was done
     except PanetError as e:
         print_error(console, str(e))
         raise typer.Exit(1) from None
@@ -152,6 +168,14 @@ def _settings(task: str, values: dict[str, Any], tile, max_memory) -> Settings:
     )
 
 
+def _remove_stale_temporaries(jobs: list[Job]) -> None:
+    """Temporaries that an earlier run, killed mid-write, left in the folders this run writes into."""
+    from panet_cli.files import remove_stale_temporaries
+
+    for folder in {job.output.parent for job in jobs if job.output is not None and not job.error}:
+        remove_stale_temporaries(folder)
+
+
 def _with_weights_hint(message: str) -> str:
     return message if "--weights" in message else f"{message} (or pass --weights FILE)"
 
@@ -159,7 +183,11 @@ def _with_weights_hint(message: str) -> str:
 def _locally(run: _Run, jobs: list[Job], settings: Settings, descriptor, device) -> int:
     from panet_cli.scaleout.work import FileWorker
 
-    stdin = sys.stdin.buffer.read() if any(j.source is None and not j.error for j in jobs) else b""
+    from panet_cli.images import max_input_bytes
+
+    budget = max_input_bytes()  # one byte more than an image may have: read_image then refuses it
+    wanted = any(j.source is None and not j.error for j in jobs)
+    stdin = (sys.stdin.buffer.read(budget + 1) if budget is not None else sys.stdin.buffer.read()) if wanted else b""
     worker = FileWorker(descriptor, device, settings, notice=run.note, stdin=stdin, stdout=sys.stdout.buffer)
     return run.all(len(jobs), lambda tiles: worker.process(jobs, tiles=tiles))
 

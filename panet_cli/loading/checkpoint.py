@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from panet_cli.errors import CheckpointError
-from panet_cli.files import atomic_path
+from panet_cli.files import atomic_open
 
 FORMAT_VERSION = "1"
 
@@ -33,15 +33,20 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 
 
 def save_safetensors(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
-    """Write ``state_dict`` with ``metadata`` (values JSON-encoded) atomically to ``path``."""
-    from safetensors.torch import save_file
+    """Write ``state_dict`` with ``metadata`` (values JSON-encoded) atomically to ``path``.
+
+    The bytes go through Python's own file writes (the same bytes ``save_file`` writes): a full disk is an
+    OSError here, where safetensors' writer can leave a short file without a word.
+    """
+    from safetensors.torch import save
 
     path = Path(path)
     tensors = _unshared({k: v.detach().contiguous().cpu() for k, v in state_dict.items()})
     meta = {"panet_format": FORMAT_VERSION}
     meta.update({k: json.dumps(v) for k, v in metadata.items()})
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    data = save(tensors, metadata=meta)
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -122,6 +127,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             tensors, meta = read_safetensors(path)
         except Exception as e:  # safetensors raises its own error types for corrupt headers
             raise CheckpointError(f"{path}: unreadable safetensors file ({_one_line(e)})") from None
+        check_finite(tensors, str(path))
         return tensors, meta
     obj = _read_pickle(path)
     return unwrap_state_dict(obj, str(path)), _training_metadata(obj)
@@ -193,7 +199,16 @@ def unwrap_state_dict(obj: Any, source: str = "<state_dict>") -> dict[str, torch
     for prefix in PREFIXES:
         if all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
+    check_finite(state, source)
     return state
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """CheckpointError when a weight is NaN or infinite: such a network only ever outputs garbage (or zeros)."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: tensor {key} has NaN or infinite values; refused (a diverged or "
+                                  "damaged training run?)")
 
 
 def _one_line(error: BaseException) -> str:

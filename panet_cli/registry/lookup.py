@@ -11,6 +11,7 @@ from pathlib import Path
 from panet_cli import hub, paths
 from panet_cli.errors import CheckpointError, IncompatibleModel, ModelUnavailable
 from panet_cli.registry.specs import ModelSpec, all_specs, get_spec
+from panet_cli.registry.validate import inside
 from panet_cli.tasks import task_spec
 
 STATUSES = ("shipped", "imported", "cached", "downloadable", "manual", "missing")
@@ -43,11 +44,16 @@ def hub_file(spec: ModelSpec, *, repo: str | None = None, revision: str | None =
 
 
 def _shipped_path(spec: ModelSpec) -> Path | None:
-    return paths.shipped_weights_dir() / spec.shipped if spec.shipped else None
+    if not spec.shipped:
+        return None
+    return inside(paths.shipped_weights_dir(), spec.shipped, f"the shipped file of {spec.name}")
 
 
 def _imported_path(spec: ModelSpec) -> Path | None:
-    return paths.user_models_dir() / spec.imported["file"] if spec.imported else None
+    """The imported file, never outside the model folder (a manifest could say ``../``): removing it deletes it."""
+    if not spec.imported:
+        return None
+    return inside(paths.user_models_dir(), spec.imported["file"], f"the imported file of {spec.name}")
 
 
 def status(spec: ModelSpec) -> str:

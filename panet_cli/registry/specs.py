@@ -11,6 +11,7 @@ from typing import Any
 from panet_cli import paths
 from panet_cli.errors import ModelUnavailable, PanetError
 from panet_cli.files import atomic_open
+from panet_cli.registry.validate import check_manifest
 from panet_cli.tasks import TASK_NAMES, task_spec
 
 TASKS = TASK_NAMES
@@ -101,10 +102,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PanetError(f"model manifest {path} is missing (set PANET_MANIFEST or reinstall panet)") from None
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise PanetError(f"model manifest {path} is unreadable: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
-        raise PanetError(f"model manifest {path} has no 'models' list")
+    check_manifest(data, path)  # once, here: every command then sees well-typed entries
     return data
 
 

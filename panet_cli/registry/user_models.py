@@ -49,7 +49,6 @@ def import_model(path: str | Path, *, name: str | None = None, task: str | None 
         level = level if level is not None else published.level
 
     from panet_cli.loading import load_model
-    from panet_cli.loading.convert import convert_checkpoint
 
     probe = load_model(source)  # raises CheckpointError for files of the wrong kind
     task = task or probe.task or (probe.tasks[0] if len(probe.tasks) == 1 else None)
@@ -64,6 +63,23 @@ def import_model(path: str | Path, *, name: str | None = None, task: str | None 
     level = level if level is not None else probe.level
     folder = paths.user_models_dir()
     target = folder / f"{name}.safetensors"
+    existed = target.exists()
+    try:
+        entry = _install(source, target, name=name, task=task, level=level)
+        user = load_user_manifest()
+        user["models"] = [e for e in user["models"] if e.get("name") != name] + [entry]
+        _write_json(paths.user_manifest_path(), user)
+    except OSError as e:  # PANET_HOME is a file, a full disk, a read-only folder ...
+        if not existed:
+            _remove_quietly(target)  # no model file without its manifest entry
+        raise PanetError(f"cannot import {source.name} into {folder} ({e.strerror or e})") from None
+    return get_spec(name)
+
+
+def _install(source: Path, target: Path, *, name: str, task: str, level: float | None) -> dict[str, Any]:
+    """Convert ``source`` to ``target``; the manifest entry describing it."""
+    from panet_cli.loading.convert import convert_checkpoint
+
     descriptor = convert_checkpoint(source, target, name=name, task=task, level=level)
     source_sha = (descriptor.metadata.get("provenance") or {}).get("source_sha256") or hub.sha256_of(source)
     header_tensors, _ = read_safetensors_header(target)
@@ -84,10 +100,14 @@ def import_model(path: str | Path, *, name: str | None = None, task: str | None 
         entry["scale"] = descriptor.scale
     if level is not None:
         entry["level"] = level
-    user = load_user_manifest()
-    user["models"] = [e for e in user["models"] if e.get("name") != name] + [entry]
-    _write_json(paths.user_manifest_path(), user)
-    return get_spec(name)
+    return entry
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # the import failed already; that is the error worth reporting
 
 
 def remove_model(name: str) -> str:
@@ -96,10 +116,13 @@ def remove_model(name: str) -> str:
     removed = []
     imported = _imported_path(spec)
     if imported is not None:
-        imported.unlink(missing_ok=True)
-        user = load_user_manifest()
-        user["models"] = [e for e in user["models"] if e.get("name") != name]
-        _write_json(paths.user_manifest_path(), user)
+        try:
+            imported.unlink(missing_ok=True)
+            user = load_user_manifest()
+            user["models"] = [e for e in user["models"] if e.get("name") != name]
+            _write_json(paths.user_manifest_path(), user)
+        except OSError as e:
+            raise PanetError(f"cannot remove {name} from {paths.user_models_dir()} ({e.strerror or e})") from None
         removed.append(f"imported file {imported}")
     file = hub_file(spec)
     if file is not None and hub.remove_cached(file):

@@ -4,14 +4,16 @@
     {"path": "photos/b.png", "output": "clean/b.png", "status": "failed", "reason": "photos/b.png: truncated ..."}
 
 ``status`` is ``done``, ``failed`` or ``skipped`` (output already there, ``--skip-existing``). Lines
-come in the order outcomes arrive (input order locally, completion order on Ray). The file is
-written atomically when the run ends, like every output of panet.
+come in the order outcomes arrive (input order locally, completion order on Ray). Each line is written
+and flushed as its outcome arrives, so a run that is interrupted or killed still leaves the report of
+what it did; a line is never half there unless the process died within that one write.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TextIO
 
 from panet_cli.errors import PanetError
 from panet_cli.scaleout.work import Outcome
@@ -28,26 +30,42 @@ def report_line(outcome: Outcome) -> dict[str, str | None]:
 
 
 class Report:
-    """Collects outcomes; :meth:`save` writes them (nothing at all when there is no path)."""
+    """Writes outcomes to ``path`` as they come (nothing at all when there is no path).
 
-    def __init__(self, path: str | Path | None) -> None:
+    The file is created when the report is made: an existing one is replaced only with ``overwrite``
+    (the CLI refuses that case earlier, with a usage error; the exclusive create also covers a file
+    that appears meanwhile).
+    """
+
+    def __init__(self, path: str | Path | None, *, overwrite: bool = False) -> None:
         self.path = None if path is None else Path(path).expanduser()
-        self.lines: list[str] = []
-
-    def add(self, outcome: Outcome) -> None:
-        if self.path is not None:
-            self.lines.append(json.dumps(report_line(outcome), ensure_ascii=False))
-
-    def save(self) -> None:
+        self.file: TextIO | None = None
         if self.path is None:
             return
-        from panet_cli.files import atomic_open
-
         try:
-            with atomic_open(self.path, "w", encoding="utf-8") as f:
-                f.write("".join(line + "\n" for line in self.lines))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "w" if overwrite else "x", encoding="utf-8")
+        except FileExistsError:
+            raise PanetError(f"{self.path}: the report already exists (use --overwrite to replace it)") from None
         except OSError as e:
             raise PanetError(f"{self.path}: cannot write the report ({e.strerror or e})") from None
+
+    def add(self, outcome: Outcome) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.write(json.dumps(report_line(outcome), ensure_ascii=False) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise PanetError(f"{self.path}: cannot write the report ({e.strerror or e})") from None
+
+    def close(self) -> None:
+        if self.file is not None:
+            file, self.file = self.file, None
+            try:
+                file.close()
+            except OSError as e:
+                raise PanetError(f"{self.path}: cannot write the report ({e.strerror or e})") from None
 
 
 def read_report(path: str | Path) -> list[dict[str, str | None]]:

@@ -20,12 +20,18 @@ T = TypeVar("T")
 def parse_shard(text: str) -> tuple[int, int]:
     """'I/N' -> (I, N) with 0 <= I < N; ValueError with a one-line message otherwise."""
     index, sep, count = str(text).strip().partition("/")
-    if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+    if not sep or not _digits(index) or not _digits(count):
         raise ValueError(f"--shard {text}: write I/N, e.g. 0/4 for the first of four shards")
     i, n = int(index), int(count)
     if n < 1 or i >= n:
         raise ValueError(f"--shard {text}: I must be 0 to N-1 and N at least 1 (e.g. 0/4 ... 3/4)")
     return i, n
+
+
+def _digits(text: str) -> bool:
+    """Plain 0-9 digits (``str.isdigit`` alone accepts '²', which ``int`` then refuses)."""
+    text = text.strip()
+    return text.isascii() and text.isdigit()
 
 
 def take_shard(items: Sequence[T], index: int, count: int) -> list[T]:

@@ -178,7 +178,11 @@ class FileWorker:
     def read(self, job: FileJob) -> LoadedImage:
         from panet_cli.images import read_image
 
-        return read_image(self.stdin if job.source is None else job.source, name=job.display)
+        loaded = read_image(self.stdin if job.source is None else job.source, name=job.display)
+        for note in loaded.notes:  # animated file, corrupt EXIF ignored ...: one line each, not a warning
+            if self.notice is not None:
+                self.notice(note)
+        return loaded
 
     def restore(self, loaded: LoadedImage, progress: Progress | None = None) -> LoadedImage:
         from panet_cli.inference import restore
