@@ -167,16 +167,20 @@ def make_sample(name: str, pixels: np.ndarray, protocol: Protocol) -> Sample:
 
 
 def score(output: np.ndarray, target: np.ndarray, protocol: Protocol) -> tuple[float, float]:
-    """(PSNR dB, SSIM) of an output against its target, by the protocol (output rounded to 8 bits)."""
+    """(PSNR dB, SSIM) of an output against its target, by the protocol (output rounded to 8 bits).
+
+    SSIM is NaN (None in JSON, "-" in tables) without scikit-image: PSNR needs nothing beyond the base install.
+    """
     from panet_cli.degradations import quantize_8bit
-    from panet_cli.metrics import psnr, ssim, y_channel_8bit
+    from panet_cli.metrics import psnr, ssim, ssim_available, y_channel_8bit
 
     if output.shape != target.shape:
         raise PanetError(f"output shape {output.shape} differs from the target's {target.shape}")
     out, ref = quantize_8bit(_chw(output)), _chw(target)
     if protocol.y_channel:
         out, ref = y_channel_8bit(out), y_channel_8bit(ref)
-    return psnr(out, ref, shave=protocol.shave), ssim(out, ref, shave=protocol.shave)
+    structural = ssim(out, ref, shave=protocol.shave) if ssim_available() else float("nan")
+    return psnr(out, ref, shave=protocol.shave), structural
 
 
 @dataclass
@@ -239,7 +243,8 @@ class EvalReport:
         lines = [f"| {first_column} | PSNR (dB) | SSIM | s/MP |", "| --- | --- | --- | --- |"]
         for m in self.methods:
             s = self.mean(m)
-            lines.append(f"| {m} | {s.psnr:.3f} | {s.ssim:.4f} | {s.seconds_per_mp:.1f} |")
+            structural = f"{s.ssim:.4f}" if np.isfinite(s.ssim) else "-"
+            lines.append(f"| {m} | {s.psnr:.3f} | {structural} | {s.seconds_per_mp:.1f} |")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

@@ -41,6 +41,15 @@ def y_channel_8bit(image: torch.Tensor) -> torch.Tensor:
     return rgb_to_y(image).mul(255).round().div(255)
 
 
+def ssim_available() -> bool:
+    """Whether :func:`ssim` can run here (scikit-image is in the ``[bench]`` extra, not a base dependency)."""
+    try:
+        from skimage.metrics import structural_similarity  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def ssim(output: torch.Tensor, target: torch.Tensor, shave: int = 0, y_channel: bool = False) -> float:
     """SSIM of images in [0, 1] shaped (..., C, H, W), mean over a batch; scikit-image's implementation.
 

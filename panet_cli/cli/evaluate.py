@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from panet_cli.loading import ModelDescriptor
 
 
-def _task_of_model(source: str) -> str | None:
-    """The task of a weights file or registry name, for when --task is not given."""
+def _task_of_model(source: str, weights: bool = False) -> str | None:
+    """The task of a weights file (``weights``: it must be one) or registry name, for when --task is not given."""
     from panet_cli.errors import ModelUnavailable
 
-    if Path(source).expanduser().is_file():
+    if weights or Path(source).expanduser().is_file():
         from panet_cli.loading import load_model
 
         descriptor = load_model(Path(source).expanduser())
@@ -59,7 +59,7 @@ def model_info(descriptor: ModelDescriptor) -> dict[str, Any]:
 
 
 def _fmt(value: float, digits: int) -> str:
-    return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+    return "inf" if math.isinf(value) else "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def render_table(report: EvalReport) -> RenderableType:
@@ -75,12 +75,12 @@ def render_table(report: EvalReport) -> RenderableType:
         table.add_column(method, justify="right")
     for image in report.images:
         table.add_row(image.name, *(
-            f"{_fmt(image.scores[m].psnr, 2)} / {image.scores[m].ssim:.4f}" for m in report.methods))
+            f"{_fmt(image.scores[m].psnr, 2)} / {_fmt(image.scores[m].ssim, 4)}" for m in report.methods))
     means = {m: report.mean(m) for m in report.methods}
     best = max(report.methods, key=lambda m: means[m].psnr)
     table.add_section()
     table.add_row(f"mean ({len(report.images)})", *(
-        ("[bold]" if m == best and len(report.methods) > 1 else "") + f"{_fmt(means[m].psnr, 2)} / {means[m].ssim:.4f}"
+        ("[bold]" if m == best and len(report.methods) > 1 else "") + f"{_fmt(means[m].psnr, 2)} / {_fmt(means[m].ssim, 4)}"
         for m in report.methods))
     table.add_row("s/MP", *(f"{means[m].seconds_per_mp:.2f}" for m in report.methods))
     return Group(title, table)
@@ -121,8 +121,13 @@ def eval_command(
     source = str(weights) if weights else model
     if baselines_only and source:
         raise usage_error(console, "--baselines-only scores no model: drop --model/--weights")
+    from panet_cli.metrics import ssim_available
+
+    if not ssim_available():
+        print_note(console, "SSIM needs scikit-image, in the [bench] extra (pip install 'panet[bench]'): "
+                            "scoring PSNR only")
     with user_errors(console):
-        task_name = task.value if task else (_task_of_model(source) if source else None)
+        task_name = task.value if task else (_task_of_model(source, weights is not None) if source else None)
         if task_name is None:
             raise usage_error(console, "say which protocol to run with --task (or give --weights / --model)")
         descriptor = None
