@@ -99,6 +99,42 @@ def malvar2004(cfa: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
     return _demosaic("demosaicing_CFA_Bayer_Malvar2004", "Malvar2004", cfa, pattern)
 
 
+# demosaicnet's released network expects a zero-filled GRBG mosaic and trims its borders (unpadded convs).
+# Shifting the input by (rows, columns) brings each pattern into GRBG phase; DEMOSAICNET_MARGIN reflected
+# pixels per side (even, so the phase holds) give it the context it trims, and are cropped off after.
+_TO_GRBG = {"GRBG": (0, 0), "RGGB": (0, 1), "BGGR": (1, 0), "GBRG": (1, 1)}
+DEMOSAICNET_MARGIN = 40
+_demosaicnet_model: Any = None
+
+
+def demosaicnet(cfa: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
+    """Gharbi et al. 2016 (Deep joint demosaicking; the weights shipped in the demosaicnet package), fp32."""
+    global _demosaicnet_model
+    import torch
+
+    if _demosaicnet_model is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pkg_resources deprecation, torch.load defaults
+            module = _import("demosaicnet", "demosaicnet", "demosaicnet")
+            _demosaicnet_model = module.BayerDemosaick(pretrained=True).eval()
+    dy, dx = _TO_GRBG[pattern.upper()]
+    h, w = cfa.shape[:2]
+    m = DEMOSAICNET_MARGIN
+    # (dy, dx) extra reflected rows/columns on top/left put the image's pattern in GRBG phase
+    padded = np.pad(cfa[..., 0], ((m + dy, m + (h + dy) % 2), (m + dx, m + (w + dx) % 2)), mode="reflect")
+    mosaic = np.zeros((3, *padded.shape), dtype=np.float32)
+    mosaic[1, 0::2, 0::2] = padded[0::2, 0::2]  # G r / b G
+    mosaic[0, 0::2, 1::2] = padded[0::2, 1::2]
+    mosaic[2, 1::2, 0::2] = padded[1::2, 0::2]
+    mosaic[1, 1::2, 1::2] = padded[1::2, 1::2]
+    with torch.no_grad():
+        out = _demosaicnet_model(torch.from_numpy(mosaic)[None])[0].numpy()
+    top = (padded.shape[0] - out.shape[1]) // 2
+    left = (padded.shape[1] - out.shape[2]) // 2
+    y0, x0 = m + dy - top, m + dx - left
+    return _finish(out[:, y0 : y0 + h, x0 : x0 + w].transpose(1, 2, 0), 3)
+
+
 def decoded_jpeg(image: np.ndarray) -> np.ndarray:
     """The decoded JPEG itself: what a user sees without artifact reduction."""
     return np.clip(image, 0, 1).astype(np.float32)
@@ -139,6 +175,7 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("NLM (OpenCV)", "cv2", "opencv-python-headless", lambda im, p: nlm(im, p.level)),
     Baseline("Menon2007", "colour_demosaicing", "colour-demosaicing", lambda im, p: menon2007(im, p.pattern)),
     Baseline("Malvar2004", "colour_demosaicing", "colour-demosaicing", lambda im, p: malvar2004(im, p.pattern)),
+    Baseline("demosaicnet", "demosaicnet", "demosaicnet", lambda im, p: demosaicnet(im, p.pattern)),
     Baseline("JPEG (decoded)", "PIL", "pillow", lambda im, p: decoded_jpeg(im)),
     Baseline("Bicubic", "torch", "torch", lambda im, p: bicubic(im, p.scale)),
 )}

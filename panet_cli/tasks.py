@@ -180,7 +180,7 @@ TASKS: tuple[TaskSpec, ...] = (
                 help="Bayer pattern of the input (a one-channel CFA, or RGB with zeros at unsampled positions)."),),
         bayer=True, suffix="_demosaiced", archs=("PANet", "HalfResPANet"), model_colors=3,
         degrade=_cfa, describe=lambda p: f"demosaic {p.pattern} (Bayer mosaic of the 8-bit RGB)",
-        baselines=("Menon2007", "Malvar2004"), default_model="panet-demosaic",
+        baselines=("Menon2007", "Malvar2004", "demosaicnet"), default_model="panet-demosaic",
     ),
 )
 

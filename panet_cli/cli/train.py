@@ -11,9 +11,13 @@ from panet_cli.cli.options import Pattern, Task, stderr_console, user_errors
 
 
 def train_command(
-    data: Path = typer.Argument(..., help="Folder of clean training images.", exists=True, file_okay=False),
+    data: list[Path] = typer.Argument(
+        ..., help="Folders of clean training images; the last images of each are held out for validation.",
+        exists=True, file_okay=False),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the best weights (.safetensors)."),
     task: Task = typer.Option(Task.denoise, help="What to train for."),
+    arch: str = typer.Option(
+        "PANet", help="PANet (full resolution) | HalfResPANet (body on 2x2-folded pixels: a quarter of the cost)."),
     blocks: int = typer.Option(16, help="Residual blocks (even; attention sits in the middle)."),
     feats: int = typer.Option(64, help="Feature channels."),
     reduction: int = typer.Option(2, help="Attention matching channels = feats / reduction."),
@@ -28,6 +32,10 @@ def train_command(
     shrink: int = typer.Option(
         1, min=1, help="Downscale training images by this factor first: 2 makes JPEG 4:2:0 colour full resolution."
     ),
+    shrink_jpeg_only: bool = typer.Option(False, help="Apply --shrink to JPEG files only (lossless ones keep full colour)."),
+    sample_by_area: bool = typer.Option(False, help="Pick crops' images by pixel count, not uniformly (mixed-size folders)."),
+    val_holdout: int = typer.Option(8, help="Images held out for validation from the end of each folder."),
+    val_crop: int = typer.Option(96, help="Side of the centre crop validated per held-out image."),
     batch: int = typer.Option(16, help="Crops per step (per process under torchrun)."),
     steps: int = typer.Option(1000, help="Total step count to reach (a resumed run continues its count)."),
     lr: float = typer.Option(2e-4, help="Initial learning rate of this stage (cosine-decayed)."),
@@ -64,18 +72,22 @@ def train_command(
         raise typer.BadParameter(f"use one of {', '.join(QUALITY_SAMPLINGS)}", param_hint="--quality-sampling")
     network: dict = {"n_resblocks": blocks, "n_feats": feats, "n_colors": colors, "window": window or None,
                      "window_overlap": window_overlap}
+    if arch not in ("PANet", "HalfResPANet"):
+        raise typer.BadParameter("use PANet or HalfResPANet", param_hint="--arch")
     if task == "sr":
         arch = "PAEDSR"
         network.update(scale=scale, reduction=reduction, res_scale=res_scale)
     else:
-        arch = "PANet"
-        network.update(reduction=reduction, input_skip=True)
+        network.update(reduction=reduction)
+        if arch == "PANet":
+            network["input_skip"] = True
         if task == "demosaic":
             network["skip_filter"] = "bayer_bilinear"
     recipe = DegradationRecipe(task, sigma_min, sigma_max, quality_min=quality_min, quality_max=quality_max,
                                quality_sampling=quality_sampling, scale=scale, pattern=pattern)
     config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
-                         attention=attention, patch=patch, shrink=shrink, batch=batch, steps=steps, lr=lr,
+                         attention=attention, patch=patch, shrink=shrink, shrink_jpeg_only=shrink_jpeg_only,
+                         sample_by_area=sample_by_area, val_holdout=val_holdout, val_crop=val_crop, batch=batch, steps=steps, lr=lr,
                          val_every=val_every, precision=precision, threads=threads, compile=compile_network, seed=seed,
                          resume=resume, init_from=init_from)
     with user_errors(console):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from panet_cli.errors import CheckpointError
-from panet_cli.networks import PAEDSR, PANet
+from panet_cli.networks import PAEDSR, HalfResPANet, PANet
 from panet_cli.tasks import Task, tasks_for_arch
 
 StateDict = Mapping[str, torch.Tensor]
@@ -26,7 +26,7 @@ StateDict = Mapping[str, torch.Tensor]
 # would be empty, and a few pixels of context is the least a 3x3 network needs.
 MIN_SIDE = 16
 
-NETWORKS: dict[str, type[nn.Module]] = {"PANet": PANet, "PAEDSR": PAEDSR}
+NETWORKS: dict[str, type[nn.Module]] = {"PANet": PANet, "PAEDSR": PAEDSR, "HalfResPANet": HalfResPANet}
 
 
 def build_network(arch: str, config: dict[str, Any]) -> nn.Module:
@@ -152,11 +152,35 @@ def paedsr_tasks(config: dict[str, Any]) -> tuple[str, ...]:
     return tasks_for_arch("PAEDSR")
 
 
+# ----- HalfResPANet (ours: the CPU model family, body at half resolution) -----
+
+def detect_half_res(state: StateDict) -> bool:
+    """Head conv over 2x2-folded pixels (4 or 12 channels in), ReLU blocks (no PReLU tensors), tail.0."""
+    head = state.get("head.0.weight")
+    return (
+        head is not None
+        and head.ndim == 4
+        and head.shape[1] in (4, 12)
+        and "tail.0.weight" in state
+        and "body.0.body.0.weight" in state
+        and "body.0.body.1.weight" not in state
+    )
+
+
+def load_half_res(state: StateDict) -> tuple[str, dict[str, Any]]:
+    n_feats, folded = _shape(state, "head.0.weight")[:2]
+    n_resblocks, reduction = _blocks_and_reduction(state, n_feats, f"body.{(_body_length(state) - 2) // 2}.")
+    return "HalfResPANet", {"n_resblocks": n_resblocks, "n_feats": n_feats, "n_colors": folded // 4,
+                            "reduction": reduction}
+
+
 ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture("PAEDSR", detect_paedsr, load_paedsr, paedsr_tasks,
                  "PA-EDSR: msa.*, head.0, body.N (ReLU blocks), tail.0.0 (upsampler), tail.1"),
     Architecture("PANet", detect_panet, load_panet, panet_tasks,
                  "PANet: head.0, body.N (PReLU blocks, attention in the middle), tail.0"),
+    Architecture("HalfResPANet", detect_half_res, load_half_res, panet_tasks,
+                 "HalfResPANet: head.0 over 4 or 12 folded channels, body.N (ReLU blocks), tail.0"),
 )
 
 

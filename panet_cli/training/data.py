@@ -22,20 +22,24 @@ def list_images(folder: str | Path) -> list[Path]:
     return paths
 
 
-def load_uint8(paths: list[Path], channels: int, shrink: int = 1) -> list[torch.Tensor]:
+JPEG_SUFFIXES = {".jpg", ".jpeg"}
+
+
+def load_uint8(paths: list[Path], channels: int, shrink: int = 1, shrink_jpeg_only: bool = False) -> list[torch.Tensor]:
     """Images as (C, H, W) uint8 tensors.
 
     ``channels`` 1 converts colour images to MATLAB's 8-bit Y (studio range), the grey images
     the grayscale benchmarks (LIVE1, classic5) are scored on, so training sees what eval sees.
     ``shrink`` > 1 first downscales by that factor (antialiased bicubic): JPEG training images such as
     BSDS store colour at half resolution (4:2:0), so a model learns that colour is smooth; after shrinking
-    by 2 it is full resolution again, which demosaicing, and any colour detail, needs.
+    by 2 it is full resolution again, which demosaicing, and any colour detail, needs. ``shrink_jpeg_only``
+    leaves lossless files (PNG, TIFF ...) at full size: their colour is already full resolution.
     """
     out = []
     for p in paths:
         with Image.open(p) as im:
             rgb = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
-        if shrink > 1:
+        if shrink > 1 and (not shrink_jpeg_only or p.suffix.lower() in JPEG_SUFFIXES):
             small = bicubic_downscale(rgb.float().div(255)[None], shrink)[0]
             rgb = small.clamp(0, 1).mul(255).round().to(torch.uint8)
         if channels == 1:
@@ -45,21 +49,48 @@ def load_uint8(paths: list[Path], channels: int, shrink: int = 1) -> list[torch.
     return out
 
 
-class CropSampler:
-    """Random crops with random flips and 90-degree rotations, drawn from a seeded generator."""
+def split_holdout(folders: list[list[Path]], holdout: int) -> tuple[list[Path], list[Path]]:
+    """(training, validation) paths: the last ``holdout`` images of *each* folder are held out.
 
-    def __init__(self, images: list[torch.Tensor], patch: int, seed: int) -> None:
+    Validating on every folder keeps a model honest on each kind of image it trains on (small BSDS
+    JPEGs and large lossless photos differ; a model can gain on one and lose on the other).
+    """
+    train: list[Path] = []
+    val: list[Path] = []
+    for paths in folders:
+        k = min(holdout, len(paths) - 1)
+        train += paths[: len(paths) - k]
+        val += paths[len(paths) - k :]
+    return train, val
+
+
+class CropSampler:
+    """Random crops with random flips and 90-degree rotations, drawn from a seeded generator.
+
+    ``by_area`` picks each crop's image with probability proportional to its pixel count, so every
+    pixel of the training set is equally likely (a 1.3 MP photo is not worth one 0.15 MP BSDS image).
+    """
+
+    def __init__(self, images: list[torch.Tensor], patch: int, seed: int, by_area: bool = False) -> None:
         self.images = [im for im in images if min(im.shape[1:]) >= patch]
         if not self.images:
             raise PanetError(f"no training image is at least {patch} pixels on each side")
         self.patch = patch
         self.generator = torch.Generator().manual_seed(seed)
+        areas = torch.tensor([float(im.shape[1] * im.shape[2]) for im in self.images])
+        self.weights = areas / areas.sum() if by_area else None
+
+    def _pick(self) -> torch.Tensor:
+        g = self.generator
+        if self.weights is None:
+            return self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+        return self.images[int(torch.multinomial(self.weights, 1, generator=g))]
 
     def batch(self, size: int) -> torch.Tensor:
         g = self.generator
         crops = []
         for _ in range(size):
-            im = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+            im = self._pick()
             y = int(torch.randint(im.shape[1] - self.patch + 1, (1,), generator=g))
             x = int(torch.randint(im.shape[2] - self.patch + 1, (1,), generator=g))
             crop = im[:, y : y + self.patch, x : x + self.patch]

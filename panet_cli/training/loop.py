@@ -20,7 +20,7 @@ from panet_cli.errors import PanetError
 from panet_cli.loading.architectures import build_network
 from panet_cli.loading.checkpoint import read_safetensors, save_safetensors
 from panet_cli.metrics import psnr
-from panet_cli.training.data import CropSampler, center_crops, list_images, load_uint8
+from panet_cli.training.data import CropSampler, center_crops, list_images, load_uint8, split_holdout
 from panet_cli.training.tasks import DegradationRecipe, make_pair
 from panet_cli.training.transfer import initialise_from
 
@@ -29,7 +29,7 @@ from panet_cli.training.transfer import initialise_from
 class TrainConfig:
     """One training stage. ``steps`` is the total step count to reach (resumed runs continue)."""
 
-    data: Path
+    data: Path | list[Path]
     out: Path
     task: str = "denoise"
     arch: str = "PANet"
@@ -38,6 +38,8 @@ class TrainConfig:
     attention: bool = True
     patch: int = 48
     shrink: int = 1
+    shrink_jpeg_only: bool = False
+    sample_by_area: bool = False
     batch: int = 16
     steps: int = 1000
     lr: float = 2e-4
@@ -115,11 +117,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     torch.manual_seed(config.seed + rank)
     random.seed(config.seed + rank)
     channels = 1 if config.network.get("n_colors", 3) == 1 else 3
-    paths = list_images(config.data)
-    holdout = min(config.val_holdout, len(paths) - 1)
-    images = load_uint8(paths, channels, config.shrink)
-    train_images, val_images = images[: len(images) - holdout], images[len(images) - holdout :]
-    sampler = CropSampler(train_images, config.patch, seed=config.seed * 1000 + rank)
+    folders = config.data if isinstance(config.data, list) else [config.data]
+    train_paths, val_paths = split_holdout([list_images(f) for f in folders], config.val_holdout)
+    train_images = load_uint8(train_paths, channels, config.shrink, config.shrink_jpeg_only)
+    val_images = load_uint8(val_paths, channels, config.shrink, config.shrink_jpeg_only)
+    sampler = CropSampler(train_images, config.patch, seed=config.seed * 1000 + rank, by_area=config.sample_by_area)
     val_clean = center_crops(val_images, min(config.val_crop, *(min(v.shape[1:]) for v in val_images)))
     val_input, val_target = make_pair(config.recipe, val_clean, torch.Generator().manual_seed(1234), validation=True)
 
@@ -247,7 +249,7 @@ def save_model(config: TrainConfig, model: nn.Module, step: int, record: dict[st
         "attention_enabled": config.attention,
         "recipe": recipe,
         "training": {k: v for k, v in record.items()},
-        "data": str(Path(config.data).name),
+        "data": ", ".join(Path(f).name for f in (config.data if isinstance(config.data, list) else [config.data])),
         "provenance": "trained by the panet project (panet train)",
     }
     if config.task == "sr":
