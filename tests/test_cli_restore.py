@@ -21,6 +21,7 @@ from panet_cli.cli.app import app
 from panet_cli.loading import load_model
 from panet_cli.loading.checkpoint import save_safetensors
 from panet_cli.networks import PAEDSR, PANet
+from cli_results import assert_clean_exit
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
 needs_official = pytest.mark.skipif(not OFFICIAL.is_dir(), reason="../shared/fixtures/official is absent")
@@ -246,7 +247,7 @@ def test_bad_input_is_one_line_and_no_output(tmp_path, models, case):
     assert result.exit_code == 1
     errors = error_lines(result.stderr)
     assert len(errors) == 1 and path.name in errors[0] and cause in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
+    assert_clean_exit(result, 1, path.name)
     assert not list(tmp_path.glob("*_denoised*"))
 
 
@@ -408,3 +409,17 @@ def test_task_help_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_help_lists_the_task_commands_first():
+    import click
+    import typer
+
+    from panet_cli.tasks import TASK_NAMES
+
+    group = typer.main.get_command(app)
+    assert group.list_commands(click.Context(group))[: len(TASK_NAMES)] == list(TASK_NAMES)
+    result = CliRunner().invoke(app, ["--help"])
+    assert_clean_exit(result, 0)
+    where = [result.stdout.index(f" {name} ") for name in (*TASK_NAMES, "train", "eval", "models")]
+    assert where == sorted(where), result.stdout

@@ -15,6 +15,7 @@ from panet_cli import degradations as d
 from panet_cli.cli.app import app
 from panet_cli.errors import PanetError
 from panet_cli.metrics import psnr, y_channel_8bit
+from cli_results import assert_clean_exit
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SET5 = SHARED / "data" / "bench" / "Set5"
@@ -244,7 +245,7 @@ def test_degrade_reports_bad_inputs_one_line_each(clean_folder, tmp_path):
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert any("broken.png" in line for line in lines) and any("missing.png" in line for line in lines)
-    assert "Traceback" not in result.output
+    assert_clean_exit(result, 1, "broken.png", "missing.png")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["im0.png", "im1.png"]
 
 

@@ -82,6 +82,19 @@ def test_native_bf16_probe_agrees_with_cpu_flags() -> None:
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():
         pytest.skip("no /proc/cpuinfo")
-    flags = cpuinfo.read_text()
-    if " amx_bf16" in flags or " avx512_bf16" in flags:
-        assert devices.cpu_has_native_bf16()
+    flags = set(cpuinfo.read_text().split())
+    assert devices.cpu_has_native_bf16() == bool({"amx_bf16", "avx512_bf16"} & flags)
+
+
+def test_native_bf16_probe_asks_torch_then_the_cpu_flags(monkeypatch, tmp_path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(devices, "Path", lambda _: cpuinfo)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx512f avx512_vnni\n")
+    assert not devices.cpu_has_native_bf16()
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx512f avx512_bf16\n")
+    assert devices.cpu_has_native_bf16()
+    cpuinfo.write_text("flags\t\t: fpu\n")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert devices.cpu_has_native_bf16()

@@ -26,6 +26,7 @@ from panet_cli.evaluation import (
 from panet_cli.loading.architectures import build_network
 from panet_cli.loading.checkpoint import save_safetensors
 from panet_cli.metrics import y_channel_8bit
+from cli_results import assert_clean_exit
 
 pytest.importorskip("skimage")
 
@@ -200,7 +201,8 @@ def test_eval_cli_table_with_baselines_and_limit(folder, tiny_weights):
 def test_eval_cli_errors_are_one_line(folder, tmp_path):
     runner = CliRunner()
     missing = runner.invoke(app, ["eval", str(folder), "--weights", str(tmp_path / "nope.safetensors")])
-    assert missing.exit_code != 0 and "Traceback" not in missing.output
+    assert missing.exit_code != 0
+    assert_clean_exit(missing, missing.exit_code, "nope.safetensors")
     no_task = runner.invoke(app, ["eval", str(folder)])
     assert no_task.exit_code == 2
     wrong = tmp_path / "junk.safetensors"

@@ -9,8 +9,6 @@ import torch
 
 from panet_cli.metrics import psnr, rgb_to_y, ssim, y_channel_8bit
 
-pytest.importorskip("skimage")
-
 
 def _image(seed: int = 0, shape: tuple[int, ...] = (3, 32, 40)) -> torch.Tensor:
     """Random values in [0.1, 0.9], float64 so that closed-form values hold to 1e-9."""
@@ -69,4 +67,19 @@ def test_ssim_falls_with_noise_and_respects_y_and_shave():
     damaged = img.clone()
     damaged[:, :3] = 0
     assert ssim(damaged, img, shave=3) == pytest.approx(1.0, abs=1e-12)
-    assert ssim(light, img, y_channel=True) == pytest.approx(ssim(rgb_to_y(light), rgb_to_y(img)), abs=1e-12)
+    # y_channel scores MATLAB's Y, written out here independently of rgb_to_y
+    def matlab_y(x: torch.Tensor) -> torch.Tensor:
+        return ((16 + 65.481 * x[0] + 128.553 * x[1] + 24.966 * x[2]) / 255)[None]
+
+    assert ssim(light, img, y_channel=True) == pytest.approx(ssim(matlab_y(light), matlab_y(img)), abs=1e-12)
+    assert psnr(light, img, y_channel=True) == pytest.approx(psnr(matlab_y(light), matlab_y(img)), abs=1e-9)
+
+
+def test_ssim_agrees_with_scikit_image():
+    """The Gaussian-window SSIM of the papers (Wang et al. 2004), as scikit-image computes it."""
+    metrics = pytest.importorskip("skimage.metrics")
+    img = _image(shape=(1, 48, 40))
+    noisy = (img + 0.05 * torch.randn(img.shape, generator=torch.Generator().manual_seed(4))).clamp(0, 1)
+    expected = metrics.structural_similarity(noisy[0].numpy(), img[0].numpy(), data_range=1.0, gaussian_weights=True,
+                                             sigma=1.5, use_sample_covariance=False)
+    assert ssim(noisy, img) == pytest.approx(expected, abs=1e-3)

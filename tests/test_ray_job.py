@@ -28,6 +28,7 @@ from panet_cli.scaleout import ray_job
 from panet_cli.scaleout.ray_job import Plan, is_address, plan_actors
 from panet_cli.scaleout.report import read_report
 from panet_cli.scaleout.work import DONE, FAILED, SKIPPED, Item, Settings
+from cli_results import assert_clean_exit
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -148,7 +149,7 @@ def test_corrupt_file_is_reported_and_the_others_written(cluster, reference, mod
     assert result.exit_code == 1
     errors = error_lines(result.stderr)
     assert len(errors) == 1 and "broken.png" in errors[0] and "not an image" in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
+    assert_clean_exit(result, 1, "broken.png")
     failed = [line for line in read_report(report) if line["status"] != DONE]
     assert len(failed) == 1 and failed[0]["status"] == FAILED
     assert failed[0]["path"].endswith("broken.png") and "broken.png: not an image" in failed[0]["reason"]

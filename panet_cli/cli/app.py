@@ -23,12 +23,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+restore.register(app)  # first: the four task commands are what people look for in --help
 train.register(app)
 degrade.register(app)
 evaluate.register(app)
 compare.register(app)
 models.register(app)
-restore.register(app)
 
 
 def _version(value: bool) -> None:

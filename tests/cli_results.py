@@ -1,0 +1,22 @@
+"""Checks of a CliRunner result that can fail.
+
+CliRunner never prints a traceback: an exception that escapes a command is kept in ``result.exception``
+(with exit code 1), so ``"Traceback" not in result.output`` holds whatever happened. A command that ended
+on purpose raised SystemExit (typer.Exit, click's usage errors) with its code; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def assert_clean_exit(result: Any, code: int, *messages: str) -> None:
+    """``result`` ended with ``code`` on purpose, and its stderr holds each of ``messages``."""
+    shown = f"exit {result.exit_code}, exception {result.exception!r}, stderr: {result.stderr}"
+    assert result.exit_code == code, shown
+    if code == 0:
+        assert result.exception is None, shown
+    else:
+        assert isinstance(result.exception, SystemExit) and result.exception.code == code, shown
+    for message in messages:
+        assert message in result.stderr, shown
