@@ -197,3 +197,18 @@ def test_compare_errors_are_one_line(tmp_path):
     missing = runner.invoke(app, ["compare", str(pa), str(tmp_path / "nope.png")])
     assert missing.exit_code == 1 and "nope.png" in missing.stderr and "Traceback" not in missing.output
     assert not (tmp_path / "nope_compare.png").exists()
+
+
+def test_readme_pictures_are_made_by_the_commands_shown_beside_them():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    script = (root / "examples" / "make_examples.sh").read_text().splitlines()
+    section = readme.split("### What it does, one picture per task")[1].split("\n## ")[0]
+    shown = [line.strip("`") for line in section.splitlines()
+             if line.startswith("`panet ") and line.endswith("`") and line.count("`") == 2]
+    assert [c.split()[1] for c in shown] == ["denoise", "sr", "car", "demosaic"]
+    for command in shown:
+        assert command in script, command  # run verbatim, with the default model (no --model / --weights)
+        assert "--model" not in command and "--weights" not in command
+    for picture in ("denoise", "sr", "car", "demosaic"):
+        assert f"](examples/readme/{picture}.png)" in section and (root / "examples" / "readme" / f"{picture}.png").is_file()
