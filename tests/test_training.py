@@ -159,3 +159,57 @@ def test_shrink_downscales_training_images_and_is_a_stage_of_its_own(image_folde
     assert _stage_key(_config(image_folder, out, steps=1)) != _stage_key(_config(image_folder, out, steps=1, shrink=2))
     record = train(_config(image_folder, out, steps=2, shrink=2, val_crop=16, val_every=2), log=lambda m: None)
     assert record["stages"][-1]["shrink"] == 2
+
+
+def test_training_device_selection_on_cpu(monkeypatch):
+    from panet_cli.errors import PanetError
+    from panet_cli.training.loop import process_group_backend, training_device
+
+    assert training_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert training_device("auto") == torch.device("cpu")
+        with pytest.raises(PanetError, match="CUDA is not available"):
+            training_device("cuda")
+    assert process_group_backend(torch.device("cpu")) == "gloo"
+    assert process_group_backend(torch.device("cuda", 1)) == "nccl"
+    # with GPUs, each torchrun process takes the one of its LOCAL_RANK (an explicit index wins)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert training_device("auto") == torch.device("cuda", 1)
+    assert training_device("cuda", local_rank=2) == torch.device("cuda", 0)
+    assert training_device("cuda:0") == torch.device("cuda", 0)
+
+
+def test_training_moves_model_and_batches_to_the_device(image_folder, tmp_path, monkeypatch):
+    """Every step's batch reaches the network on the chosen device, under autocast of that device's type."""
+    import panet_cli.training.loop as loop
+
+    seen: list[tuple[str, str]] = []
+    autocast = torch.autocast
+
+    def recording_autocast(device_type, *args, **kwargs):
+        seen.append(("autocast", device_type))
+        return autocast(device_type, *args, **kwargs)
+
+    monkeypatch.setattr(loop.torch, "autocast", recording_autocast)
+    build = loop.build_network
+
+    def recording_build(arch, config):
+        net = build(arch, config)
+        net.register_forward_pre_hook(lambda module, args: seen.append(("input", args[0].device.type)))
+        return net
+
+    monkeypatch.setattr(loop, "build_network", recording_build)
+    out = tmp_path / "m.safetensors"
+    train(_config(image_folder, out, steps=2, val_every=2, device="cpu"), log=lambda m: None)
+    assert out.is_file() and ("autocast", "cpu") in seen and ("input", "cpu") in seen
+    assert {kind for kind, device in seen if device != "cpu"} == set()
+    from typer.testing import CliRunner
+
+    from cli_results import assert_clean_exit
+    from panet_cli.cli.app import app
+
+    bad = CliRunner().invoke(app, ["train", str(image_folder), "-o", str(tmp_path / "x.safetensors"),
+                                   "--device", "tpu", "--steps", "1"])
+    assert_clean_exit(bad, 1, "unknown device 'tpu'")

@@ -51,6 +51,7 @@ def train_command(
     val_every: int = typer.Option(250, help="Validate (and save if best) every N steps."),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto times both and keeps the faster)."),
     threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps (under torchrun: one GPU per process)."),
     compile_network: bool = typer.Option(False, "--compile", help="torch.compile the network (1.3x faster steps measured on CPU; a minute to compile)."),
     seed: int = typer.Option(0),
     resume: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Continue from our .safetensors weights or a .state.pt file."),
@@ -88,7 +89,7 @@ def train_command(
     config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
                          attention=attention, patch=patch, shrink=shrink, shrink_jpeg_only=shrink_jpeg_only,
                          sample_by_area=sample_by_area, val_holdout=val_holdout, val_crop=val_crop, batch=batch, steps=steps, lr=lr,
-                         val_every=val_every, precision=precision, threads=threads, compile=compile_network, seed=seed,
+                         val_every=val_every, precision=precision, threads=threads, device=device, compile=compile_network, seed=seed,
                          resume=resume, init_from=init_from)
     with user_errors(console):
         train(config, log=lambda m: console.log(m))
