@@ -7,9 +7,9 @@
     python benchmarks/throughput.py --json
 
 The photo is ``examples/clean_108005.png`` (a CBSD68 crop) resized bicubically to 4000 x 3000
-(``--megapixels`` changes the size, same 4:3 shape) and degraded for each task: Gaussian noise
-sigma 25 (denoise), JPEG quality 20 (car), an RGGB mosaic (demosaic); for sr the input is the photo
-shrunk by the scale, so the *output* is the 12 MP photo. MP/s counts output megapixels.
+(``--megapixels`` changes the size, same 4:3 shape) and degraded for each task as ``panet eval`` does:
+Gaussian noise sigma 25 (denoise), JPEG quality 10 (car), an RGGB CFA (demosaic); for sr the input is
+the photo shrunk by the scale, so the *output* is the 12 MP photo. MP/s counts output megapixels.
 
 Each (device, precision) runs ``restore()`` exactly as ``panet`` does (tile auto, batched tiles:
 1 per pass on CPU, as many as fit, up to 8, on a GPU), after a warm-up on a 128 px crop. The
@@ -25,7 +25,6 @@ the overlap of :mod:`panet_cli.scaleout.work` on and off, which is what keeps a 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -33,9 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from panet_cli.tasks import TASK_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "clean_108005.png"
-TASKS = ("denoise", "sr", "car", "demosaic")
+TASKS = TASK_NAMES
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -52,24 +53,18 @@ def photo(megapixels: float, seed: int = 0):
 
 
 def degrade(clean, task: str, scale: int):
-    """The network input for ``task`` made from the clean photo."""
+    """The network input for ``task`` made from the clean photo by the task's own degradation (its row in
+    :mod:`panet_cli.tasks`, as ``panet eval`` makes it), at the level eval uses by default."""
     import numpy as np
-    from PIL import Image
+    import torch
 
-    rng = np.random.default_rng(0)
-    if task == "denoise":
-        return np.clip(np.rint((clean + rng.normal(0, 25 / 255, clean.shape)) * 255) / 255, 0, 1).astype(np.float32)
-    u8 = np.rint(clean * 255).astype(np.uint8)
-    if task == "sr":
-        h, w = clean.shape[0] // scale, clean.shape[1] // scale
-        return np.asarray(Image.fromarray(u8).resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32) / 255
-    if task == "car":
-        buf = io.BytesIO()
-        Image.fromarray(u8).save(buf, "JPEG", quality=20)
-        return np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255
-    mask = np.zeros_like(clean)
-    mask[0::2, 0::2, 0] = mask[0::2, 1::2, 1] = mask[1::2, 0::2, 1] = mask[1::2, 1::2, 2] = 1  # RGGB
-    return clean * mask
+    from panet_cli.tasks import task_spec
+
+    spec = task_spec(task)
+    x = torch.from_numpy(np.ascontiguousarray(clean.transpose(2, 0, 1), dtype=np.float32))
+    degraded, _ = spec.degrade(x, level=spec.level.default if spec.level else None, scale=scale, pattern="RGGB",
+                               generator=torch.Generator().manual_seed(0))
+    return np.ascontiguousarray(degraded.permute(1, 2, 0).numpy(), dtype=np.float32)
 
 
 def default_model(task: str, weights: str | None):
