@@ -9,8 +9,6 @@ out-of-memory retries, and the x8 flip/rotate self-ensemble. Arrays are float32 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,19 +17,14 @@ import numpy as np
 from panet_cli.errors import IncompatibleModel, PanetError
 from panet_cli.tasks import BAYER_PATTERNS, task_spec
 
+from panet_cli.runner import Notice, Progress, Runner, weights_as
+
 if TYPE_CHECKING:
     import torch
 
     from panet_cli.loading import ModelDescriptor
-    from panet_cli.tiling import NetworkCost
 
 PATTERNS = BAYER_PATTERNS
-# Host memory for the image, the output canvas and its blending weights is left out of the
-# budget for tiles on CPU: floats per output pixel (canvas + weights + TTA sum, slack included).
-_HOST_FLOATS_PER_OUTPUT_PIXEL = 8
-
-Progress = Callable[[int, int], None]
-Notice = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -85,26 +78,6 @@ def model_pattern(descriptor: ModelDescriptor) -> str:
     recipe = meta.get("recipe") if isinstance(meta.get("recipe"), dict) else {}
     pattern = str(meta.get("pattern") or recipe.get("pattern") or "RGGB").upper()
     return pattern if pattern in PATTERNS else "RGGB"
-
-
-def network_cost(descriptor: ModelDescriptor) -> NetworkCost:
-    """The network's shape as the memory estimate needs it, read off the model itself."""
-    from panet_cli.tiling import NetworkCost
-
-    net = descriptor.model
-    attention = net.attention
-    n_feats = int(net.head[0].out_channels)
-    matching = int(attention.conv_match[0].out_channels)
-    return NetworkCost(
-        n_feats=n_feats,
-        n_colors=descriptor.n_colors,
-        scale=descriptor.scale,
-        reduction=max(1, n_feats // max(1, matching)),
-        window=attention.window,
-        window_overlap=attention.window_overlap,
-        chunk_bytes=attention.max_chunk_bytes,
-        attention=bool(attention.enabled),
-    )
 
 
 # --------------------------------------------------------------------------------------------- restore
@@ -166,9 +139,9 @@ def restore(
     dtype, fallback = resolve_precision(dev, precision)
     if fallback and notice is not None:
         notice(fallback)
-    runner = _Runner(descriptor, dev, dtype, tile, tile_overlap, max_memory, batch_tiles, progress, notice)
+    runner = Runner(descriptor, dev, dtype, tile, tile_overlap, max_memory, batch_tiles, progress, notice)
     # oneDNN's convolutions run ~1.5x faster on NHWC (weights and the inputs of _forward); same results.
-    with _weights_as(descriptor.model, dev, dtype, channels_last=dev.type == "cpu"):
+    with weights_as(descriptor.model, dev, dtype, channels_last=dev.type == "cpu"):
         if spec.bayer:
             pattern = _check_pattern(pattern)
             align = math.lcm(2, descriptor.alignment)  # whole 2x2 cells, and what the network needs
@@ -181,30 +154,6 @@ def restore(
         raise PanetError(f"{descriptor.name} produced NaN or infinite values for this image (damaged weights, "
                          "or an overflow: try --precision fp32)")
     return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
-
-
-@contextmanager
-def _weights_as(model, device: torch.device, dtype: torch.dtype, *, channels_last: bool) -> Iterator[None]:
-    """Run ``model`` with its weights on ``device`` in ``dtype`` (and NHWC), then give it back its own tensors.
-
-    Casting in place and back would leave fp16/bf16-rounded weights behind (and the NHWC layout, and the
-    device), so a second call with other settings would not compute what the first did.
-    """
-    import torch
-
-    kept = []
-    try:
-        for tensor in (*model.parameters(), *model.buffers()):
-            data = tensor.data
-            moved = data.to(device=device, dtype=dtype if data.is_floating_point() else data.dtype)
-            if channels_last and moved.ndim == 4:
-                moved = moved.contiguous(memory_format=torch.channels_last)
-            kept.append((tensor, data))
-            tensor.data = moved
-        yield
-    finally:
-        for tensor, data in kept:
-            tensor.data = data
 
 
 def _fit(side: int, min_side: int, alignment: int) -> int:
@@ -233,7 +182,7 @@ def _check_pattern(pattern: str) -> str:
 # ------------------------------------------------------------------------------- channel adaptation
 
 
-def _run_adapted(array: np.ndarray, channelwise: bool, descriptor: ModelDescriptor, runner: _Runner,
+def _run_adapted(array: np.ndarray, channelwise: bool, descriptor: ModelDescriptor, runner: Runner,
                  tta: bool) -> np.ndarray:
     """Match the image's channels to the model's (see :func:`restore`) and run it.
 
@@ -287,7 +236,7 @@ def _bicubic(array: np.ndarray, scale: int) -> np.ndarray:
     return y[0].permute(1, 2, 0).numpy()
 
 
-def _run_padded(array: np.ndarray, runner: _Runner, tta: bool) -> np.ndarray:
+def _run_padded(array: np.ndarray, runner: Runner, tta: bool) -> np.ndarray:
     """Pad to the model's size requirements (reflected, bottom/right), run, crop."""
     h, w = array.shape[:2]
     d = runner.descriptor
@@ -319,7 +268,7 @@ def _inverse(array: np.ndarray, index: int) -> np.ndarray:
     return back[:, ::-1] if index >= 4 else back
 
 
-def _ensemble(array: np.ndarray, runner: _Runner, tta: bool) -> np.ndarray:
+def _ensemble(array: np.ndarray, runner: Runner, tta: bool) -> np.ndarray:
     if not tta:
         return runner.run(array)
     total = None
@@ -343,15 +292,14 @@ def _pattern_name(grid: np.ndarray) -> str:
 
 def _mosaic(array: np.ndarray, pattern: str) -> np.ndarray:
     """(H, W, 3) mosaic with zeros where ``pattern`` does not sample (from a CFA or a masked RGB)."""
-    h, w = array.shape[:2]
-    grid = _pattern_grid(pattern)
-    channel = np.tile(grid, ((h + 1) // 2, (w + 1) // 2))[:h, :w]
-    masks = (channel[:, :, None] == np.arange(3)).astype(np.float32)
+    from panet_cli.degradations import bayer_masks
+
+    masks = bayer_masks(pattern, *array.shape[:2]).permute(1, 2, 0).numpy()
     source = array if array.shape[2] == 3 else np.repeat(array, 3, axis=2)
     return source * masks
 
 
-def _demosaic(array: np.ndarray, pattern: str, trained: str, runner: _Runner, tta: bool) -> np.ndarray:
+def _demosaic(array: np.ndarray, pattern: str, trained: str, runner: Runner, tta: bool) -> np.ndarray:
     """Even-sized mosaic, each TTA transform brought into the model's pattern, run, undone."""
     h, w = array.shape[:2]
     d = runner.descriptor
@@ -378,134 +326,10 @@ def _phase(pattern: str, trained: str) -> tuple[int, int]:
     raise PanetError(f"Bayer pattern {pattern} cannot be brought into phase with {trained}")
 
 
-def _run_in_phase(mosaic: np.ndarray, pattern: str, trained: str, runner: _Runner) -> np.ndarray:
+def _run_in_phase(mosaic: np.ndarray, pattern: str, trained: str, runner: Runner) -> np.ndarray:
     dy, dx = _phase(pattern, trained)
     h, w = mosaic.shape[:2]
     # One reflected row/column on top/left shifts the pattern by one; one more at the bottom/right
     # keeps the sides even so tiles (at even offsets) stay in phase.
     padded = np.pad(mosaic, ((dy, dy), (dx, dx), (0, 0)), mode="reflect")
     return runner.run(padded)[dy : dy + h, dx : dx + w]
-
-
-# ------------------------------------------------------------------------------------------ running
-
-
-class _Runner:
-    """Runs the network over a host array in tiles: device transfer, precision, OOM retries, progress."""
-
-    def __init__(
-        self,
-        descriptor: ModelDescriptor,
-        device: torch.device,
-        dtype: torch.dtype,
-        tile: int | str,
-        overlap: int,
-        max_memory: int | None,
-        batch_tiles: int | None,
-        progress: Progress | None,
-        notice: Notice | None,
-    ) -> None:
-        self.descriptor = descriptor
-        self.device = device
-        self.dtype = dtype
-        self.scale = descriptor.scale
-        self.requested_tile = tile
-        self.overlap = max(0, int(overlap))
-        self.max_memory = max_memory
-        self.batch = batch_tiles
-        self.progress = progress
-        self.notice = notice
-        self.align = 1
-        self.tile = 0
-        self.done = 0
-        self.passes_left = 1
-        self.total = 0
-
-    # -- planning -------------------------------------------------------------------------------
-
-    def plan(self, height: int, width: int, passes: int, align: int = 1) -> None:
-        """Choose tile size and batch for an image of this size, and the progress total."""
-        from panet_cli.tiling import MAX_AUTO_TILE, MIN_TILE, choose_tile, estimate_tile_bytes, memory_budget
-
-        self.align = align = math.lcm(align, self.descriptor.alignment)  # tile offsets and sides
-        self.passes_left = passes
-        cost = network_cost(self.descriptor)
-        value_bytes = self._value_bytes()
-        budget = self.max_memory if self.max_memory else memory_budget(self.device)
-        if self.device.type == "cpu":
-            budget -= _HOST_FLOATS_PER_OUTPUT_PIXEL * 4 * height * width * self.scale**2
-        budget = max(budget, 64 * 2**20)
-        requested = self.requested_tile
-        if isinstance(requested, str) and requested.strip().isdigit():
-            requested = int(requested)
-        if isinstance(requested, str):
-            if requested.strip().lower() != "auto":
-                raise PanetError(f"tile must be a number of pixels, 0 or 'auto', not {requested!r}")
-            # The descriptor's hint caps it: whole-input attention costs time per pixel with the tile's area.
-            cap = min(MAX_AUTO_TILE, self.descriptor.tile_hint)
-            self.tile = choose_tile(height, width, budget, cost, value_bytes, cap=cap)
-        else:
-            if 0 < requested < MIN_TILE:
-                raise PanetError(f"tile {requested} is too small: use 0 (whole image) or at least {MIN_TILE}")
-            self.tile = max(0, int(requested))
-        if align > 1:
-            self.tile -= self.tile % align
-            self.overlap -= self.overlap % align
-        if self.batch is None:
-            self.batch = 1
-            if self.device.type != "cpu" and self.tile:
-                per_tile = estimate_tile_bytes(cost, min(self.tile, height), min(self.tile, width), value_bytes)
-                self.batch = int(max(1, min(8, budget // max(1, per_tile))))
-        self.total = self.done + passes * self._tiles(height, width)
-
-    def _value_bytes(self) -> int:
-        import torch
-
-        return 2 if self.dtype in (torch.float16, torch.bfloat16) else 4
-
-    def _tiles(self, height: int, width: int) -> int:
-        from panet_cli.tiling import tile_count
-
-        return tile_count(height, width, self.tile, self.overlap)
-
-    # -- running --------------------------------------------------------------------------------
-
-    def run(self, array: np.ndarray) -> np.ndarray:
-        """One pass over an (H, W, C) array: returns (H*s, W*s, C') float32."""
-        import torch
-
-        from panet_cli.tiling import run_tiled, run_with_retry
-
-        h, w = array.shape[:2]
-        image = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
-        start = self.done
-
-        def attempt(tile: int) -> torch.Tensor:
-            # Passes may differ in tile count (rotated, padded, retried): keep the total honest.
-            self.tile, self.done = tile, start
-            self.total = start + self.passes_left * self._tiles(h, w)
-            return run_tiled(image, self._forward, scale=self.scale, tile=tile, overlap=self.overlap,
-                             batch=self.batch or 1, align=self.align, progress=self.progress,
-                             done=start, total=self.total)
-
-        out = run_with_retry(attempt, self.tile, max(h, w), on_retry=self._retrying, align=self.align)
-        self.done = start + self._tiles(h, w)
-        self.passes_left = max(1, self.passes_left - 1)
-        return out[0].permute(1, 2, 0).numpy()
-
-    def _retrying(self, old: int, new: int) -> None:
-        self.batch = 1
-        if self.notice is not None:
-            what = f"{old}-pixel tiles" if old else "the whole image"
-            self.notice(f"out of memory with {what} on {self.device.type}; retrying with {new}-pixel tiles")
-
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        x = batch.to(self.device, self.dtype, non_blocking=True)
-        if self.device.type == "cpu":
-            # oneDNN's convolutions run ~1.5x faster on NHWC; same results (measured 1e-6 in fp32).
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            y = self.descriptor(x)
-        return y.float().cpu()

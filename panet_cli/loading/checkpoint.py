@@ -29,7 +29,6 @@ FORMAT_VERSION = "1"
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator")
 # Added by DataParallel / DistributedDataParallel and torch.compile respectively.
 PREFIXES = ("module.", "_orig_mod.")
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 
 
 def save_safetensors(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
