@@ -107,6 +107,12 @@ def test_an_existing_report_is_replaced_only_with_overwrite(tmp_path, model):
     assert [line["status"] for line in read_report(report)] == ["done"]
 
 
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs the /dev/full device")
+def test_a_report_that_cannot_be_written_is_one_line(tmp_path, model):
+    result = invoke("denoise", png(tmp_path / "a.png"), "-w", model, "--report", "/dev/full")
+    one_error(result, 1, "/dev/full", "cannot write the report")
+
+
 def test_report_is_written_line_by_line_as_the_run_goes(tmp_path, model, monkeypatch):
     from panet_cli.scaleout.work import FileWorker
 

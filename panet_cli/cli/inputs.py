@@ -168,9 +168,9 @@ def check_report(report: str | None, jobs: list[Job], *, overwrite: bool) -> Non
         exists = path.exists()
     except OSError as e:
         raise UsageError(f"--report {report}: unusable path ({e.strerror or e})") from None
-    if exists and not path.is_file():
-        raise UsageError(f"--report {report} is not a file")
-    if exists and not overwrite:
+    if exists and path.is_dir():
+        raise UsageError(f"--report {report} is a folder: name a file")
+    if exists and path.is_file() and not overwrite:  # a device or a pipe (/dev/stdout) is written, not replaced
         raise UsageError(f"--report {report} already exists (use --overwrite to replace it, or name another file)")
 
 

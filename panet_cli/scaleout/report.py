@@ -44,7 +44,8 @@ class Report:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "w" if overwrite else "x", encoding="utf-8")
+            replaceable = overwrite or (self.path.exists() and not self.path.is_file())  # /dev/stdout, a FIFO
+            self.file = open(self.path, "w" if replaceable else "x", encoding="utf-8")
         except FileExistsError:
             raise PanetError(f"{self.path}: the report already exists (use --overwrite to replace it)") from None
         except OSError as e:
