@@ -60,6 +60,7 @@ def train_command(
     ),
 ) -> None:
     """Train a model (see weights/README.md for the recipes behind the shipped weights)."""
+    from panet_cli.tasks import task_spec
     from panet_cli.training.loop import TrainConfig, train
     from panet_cli.training.tasks import QUALITY_SAMPLINGS, DegradationRecipe
 
@@ -73,16 +74,17 @@ def train_command(
         raise typer.BadParameter(f"use one of {', '.join(QUALITY_SAMPLINGS)}", param_hint="--quality-sampling")
     network: dict = {"n_resblocks": blocks, "n_feats": feats, "n_colors": colors, "window": window or None,
                      "window_overlap": window_overlap}
-    if arch not in ("PANet", "HalfResPANet"):
-        raise typer.BadParameter("use PANet or HalfResPANet", param_hint="--arch")
-    if task == "sr":
+    row = task_spec(task)
+    if row.scaled:
         arch = "PAEDSR"
         network.update(scale=scale, reduction=reduction, res_scale=res_scale)
     else:
+        if arch not in row.archs:
+            raise typer.BadParameter(f"use one of {', '.join(row.archs)}", param_hint="--arch")
         network.update(reduction=reduction)
         if arch == "PANet":
-            network["input_skip"] = True
-        if task == "demosaic":
+            network["input_skip"] = True  # HalfResPANet always adds its input
+        if row.bayer:
             network["skip_filter"] = "bayer_bilinear"
     recipe = DegradationRecipe(task, sigma_min, sigma_max, quality_min=quality_min, quality_max=quality_max,
                                quality_sampling=quality_sampling, scale=scale, pattern=pattern)

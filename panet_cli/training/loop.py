@@ -20,6 +20,7 @@ from panet_cli.errors import PanetError
 from panet_cli.loading.architectures import build_network
 from panet_cli.loading.checkpoint import read_safetensors, save_safetensors
 from panet_cli.metrics import psnr
+from panet_cli.tasks import task_spec
 from panet_cli.training.data import CropSampler, center_crops, list_images, load_uint8, split_holdout
 from panet_cli.training.tasks import DegradationRecipe, make_pair
 from panet_cli.training.transfer import initialise_from
@@ -255,7 +256,7 @@ def validate(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, task:
     model.eval()
     out = torch.cat([model(inputs[i : i + 1]) for i in range(inputs.shape[0])]).clamp(0, 1)
     model.train(was_training)
-    if task == "sr":
+    if task_spec(task).y_channel:
         return psnr(out, target, shave=model.scale, y_channel=True)
     return psnr(out, target)
 
@@ -275,6 +276,6 @@ def save_model(config: TrainConfig, model: nn.Module, step: int, record: dict[st
         "data": ", ".join(Path(f).name for f in (config.data if isinstance(config.data, list) else [config.data])),
         "provenance": "trained by the panet project (panet train)",
     }
-    if config.task == "sr":
+    if task_spec(config.task).scaled:
         meta["scale"] = config.recipe.scale
     save_safetensors(config.out, model.state_dict(), meta)
