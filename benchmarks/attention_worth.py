@@ -35,7 +35,7 @@ def main() -> None:
     import numpy as np
 
     from panet_cli.evaluation import Method, Protocol, collect_images, evaluate
-    from panet_cli.inference import restore
+    from panet_cli.inference import RestoreOptions, restore
     from panet_cli.loading import load_model
     from panet_cli.tasks import task_spec
 
@@ -45,14 +45,14 @@ def main() -> None:
     protocol = Protocol.for_task(task, sigma=args.sigma, quality=args.quality, scale=descriptor.scale,
                                  colors=descriptor.n_colors)
     spec = task_spec(task)
-    options = {"level": spec.level_of({"sigma": args.sigma, "quality": args.quality}),
-               "scale": descriptor.scale if spec.scaled else None}
+    options = RestoreOptions(level=spec.level_of(sigma=args.sigma, quality=args.quality),
+                             scale=descriptor.scale if spec.scaled else None)
 
     def variant(name: str, enabled: bool, window: tuple[int | None, int]) -> Method:
         model = descriptor.with_attention(enabled, window[0], window[1])  # shares the weights
 
         def run(image: np.ndarray) -> np.ndarray:
-            return restore(image, task, model=model, device="cpu", **options)
+            return restore(image, task, options=options, model=model, device="cpu")
 
         return Method(name, run)
 

@@ -163,6 +163,7 @@ def file_loop(args, descriptor, task: str, devices) -> list[dict]:
     import numpy as np
     from PIL import Image
 
+    from panet_cli.inference import RestoreOptions
     from panet_cli.scaleout.work import FileWorker, Item, Settings
 
     rows = []
@@ -177,7 +178,7 @@ def file_loop(args, descriptor, task: str, devices) -> list[dict]:
             for prefetch in (False, True):
                 out = folder / f"out-{device.type}-{prefetch}"
                 jobs = [Item(str(folder / f"in{k}.png"), f"in{k}.png", str(out / f"in{k}.png")) for k in range(args.files)]
-                settings = Settings(task, precision=args.file_precision, batch_tiles=args.batch_tiles)
+                settings = Settings(task, RestoreOptions(precision=args.file_precision, batch_tiles=args.batch_tiles))
                 worker = FileWorker(descriptor, device, settings, prefetch=prefetch)
                 list(worker.process(jobs[:1]))  # warm-up (writes in0 once; the timed run overwrites nothing)
                 (out / "in0.png").unlink()

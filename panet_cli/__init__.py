@@ -19,6 +19,7 @@ _API = {
     "load_model": "panet_cli.loading",
     "ModelDescriptor": "panet_cli.loading",
     "restore": "panet_cli.inference",
+    "RestoreOptions": "panet_cli.inference",
     "read_image": "panet_cli.images",
     "write_image": "panet_cli.images",
     "LoadedImage": "panet_cli.images",

@@ -281,20 +281,18 @@ def model_method(
 
     ``tile``/``tile_overlap`` of None keep restore's defaults (the model's own tiling).
     """
-    from panet_cli.inference import restore
+    from panet_cli.inference import RestoreOptions, restore
 
-    options: dict[str, Any] = {"device": device, "precision": precision}
-    if tile is not None:
-        options["tile"] = tile
-    if tile_overlap is not None:
-        options["tile_overlap"] = tile_overlap
     spec = task_spec(protocol.task)
-    level = protocol.level if spec.level is not None else None
-    scale = protocol.scale if spec.scaled else None
+    defaults = RestoreOptions()
+    options = RestoreOptions(
+        level=protocol.level if spec.level is not None else None, scale=protocol.scale if spec.scaled else None,
+        pattern=protocol.pattern, precision=precision, tile=defaults.tile if tile is None else tile,
+        tile_overlap=defaults.tile_overlap if tile_overlap is None else tile_overlap,
+    )
 
     def run(image: np.ndarray) -> np.ndarray:
-        return restore(image, protocol.task, model=descriptor, level=level, scale=scale,
-                       pattern=protocol.pattern, **options)
+        return restore(image, protocol.task, options=options, model=descriptor, device=device)
 
     return Method(name or descriptor.name, run)
 

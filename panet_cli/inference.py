@@ -8,9 +8,11 @@ out-of-memory retries, and the x8 flip/rotate self-ensemble. Arrays are float32 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -83,42 +85,62 @@ def model_pattern(descriptor: ModelDescriptor) -> str:
 # --------------------------------------------------------------------------------------------- restore
 
 
-def restore(
-    image: np.ndarray,
-    task: str,
-    *,
-    model: ModelDescriptor | str | Path | None = None,
-    level: float | None = None,
-    scale: int | None = None,
-    pattern: str = "RGGB",
-    device: str | torch.device = "auto",
-    precision: str = "fp32",
-    tile: int | str = "auto",
-    tile_overlap: int = 16,
-    max_memory: int | None = None,
-    tta: bool = False,
-    progress: Progress | None = None,
-    batch_tiles: int | None = None,
-    notice: Notice | None = None,
-) -> np.ndarray:
-    """Restore ``image`` (float32 (H, W, C) in [0, 1], C = 1 or 3) for ``task``.
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How :func:`restore` treats an image: everything but the image, the task, the model and the device.
 
-    Args:
-        model: a loaded descriptor (moved to ``device`` if needed), a weights file, a model name,
-            or None for the task's default model (``level``/``scale`` help choose it).
+    The CLI builds one per run and hands it down unchanged (to Ray actors too: it is picklable).
+
+    Attributes:
+        level, scale: what the model is chosen for when none is given (noise sigma or JPEG quality; sr's factor).
         pattern: Bayer pattern of a demosaic input, which is either a one-channel CFA or a
             three-channel image with zeros where the sensor did not sample. Models are trained on
             one pattern (RGGB); other patterns are brought into phase by padding one reflected
             row and/or column on the top/left, which shifts the pattern, and cropping it off after.
-        device, precision: ``auto``/``cpu``/``cuda``/``mps``; ``fp32``/``bf16``/``fp16``. A
-            precision the device cannot run well falls back (reported through ``notice``).
+        precision: ``fp32``/``bf16``/``fp16``; one the device cannot run well falls back (reported
+            through ``notice``).
         tile: input pixels per tile side, 0 for the whole image, or ``"auto"``: the largest tile
             whose estimated memory fits ``max_memory`` bytes (default: from free RAM / GPU memory),
             up to the model's ``tile_hint`` (512; 128 where attention spans the whole tile, as in
             the published models). Out-of-memory errors retry with half the tile.
         tta: average the eight flips/rotations of the input (about 8x the time, a little better).
-        progress: ``progress(tiles_done, tiles_total)`` over all passes.
         batch_tiles: tiles per forward pass (default: 1 on CPU, as many as fit, up to 8, on a GPU).
+    """
+
+    level: float | None = None
+    scale: int | None = None
+    pattern: str = "RGGB"
+    precision: str = "fp32"
+    tile: int | str = "auto"
+    tile_overlap: int = 16
+    max_memory: int | None = None
+    tta: bool = False
+    batch_tiles: int | None = None
+
+    def replace(self, **changes: Any) -> RestoreOptions:
+        return dataclasses.replace(self, **changes)
+
+
+def restore(
+    image: np.ndarray,
+    task: str,
+    *,
+    options: RestoreOptions | None = None,
+    model: ModelDescriptor | str | Path | None = None,
+    device: str | torch.device = "auto",
+    progress: Progress | None = None,
+    notice: Notice | None = None,
+    **settings: Any,
+) -> np.ndarray:
+    """Restore ``image`` (float32 (H, W, C) in [0, 1], C = 1 or 3) for ``task``.
+
+    Args:
+        options: how (see :class:`RestoreOptions`); ``settings``, its fields as keywords
+            (``tile=0, precision="bf16"``), override it: ``restore(image, "sr", scale=2)``.
+        model: a loaded descriptor (moved to ``device`` if needed), a weights file, a model name,
+            or None for the task's default model (``level``/``scale`` help choose it).
+        device: ``auto``/``cpu``/``cuda``/``mps`` or a torch device.
+        progress: ``progress(tiles_done, tiles_total)`` over all passes.
         notice: receives one-line messages worth showing the user (precision fallback, retries).
 
     Channels: a grey image through a colour model runs on the grey value replicated to three
@@ -131,25 +153,32 @@ def restore(
     """
     from panet_cli.devices import resolve_precision, select_device
 
+    o = options or RestoreOptions()
+    if settings:
+        try:
+            o = o.replace(**settings)
+        except TypeError:
+            unknown = ", ".join(sorted(set(settings) - {f.name for f in dataclasses.fields(RestoreOptions)}))
+            raise TypeError(f"restore() got unexpected keyword arguments: {unknown}") from None
     spec = task_spec(task)
     array = _check_image(image)
     dev = select_device(device) if isinstance(device, str) else device
     colors = 3 if spec.bayer else array.shape[2]
-    descriptor = resolve_model(spec.name, model, level=level, scale=scale, colors=colors, device=dev)
-    dtype, fallback = resolve_precision(dev, precision)
+    descriptor = resolve_model(spec.name, model, level=o.level, scale=o.scale, colors=colors, device=dev)
+    dtype, fallback = resolve_precision(dev, o.precision)
     if fallback and notice is not None:
         notice(fallback)
-    runner = Runner(descriptor, dev, dtype, tile, tile_overlap, max_memory, batch_tiles, progress, notice)
+    runner = Runner(descriptor, dev, dtype, o.tile, o.tile_overlap, o.max_memory, o.batch_tiles, progress, notice)
     # oneDNN's convolutions run ~1.5x faster on NHWC (weights and the inputs of _forward); same results.
     with weights_as(descriptor.model, dev, dtype, channels_last=dev.type == "cpu"):
         if spec.bayer:
-            pattern = _check_pattern(pattern)
+            pattern = _check_pattern(o.pattern)
             align = math.lcm(2, descriptor.alignment)  # whole 2x2 cells, and what the network needs
             h, w = (_fit(side, descriptor.min_side, align) for side in array.shape[:2])
-            runner.plan(h + 2, w + 2, 8 if tta else 1, align=align)
-            out = _demosaic(array, pattern, model_pattern(descriptor), runner, tta)
+            runner.plan(h + 2, w + 2, 8 if o.tta else 1, align=align)
+            out = _demosaic(array, pattern, model_pattern(descriptor), runner, o.tta)
         else:
-            out = _run_adapted(array, spec.channelwise, descriptor, runner, tta)
+            out = _run_adapted(array, spec.channelwise, descriptor, runner, o.tta)
     if not np.isfinite(out).all():  # clip() keeps NaN, and NaN would be written as black
         raise PanetError(f"{descriptor.name} produced NaN or infinite values for this image (damaged weights, "
                          "or an overflow: try --precision fp32)")

@@ -56,7 +56,11 @@ class Level:
 
 @dataclass(frozen=True)
 class Option:
-    """A task command's own option (besides the shared ones); ``kind`` is float, int or pattern."""
+    """A task command's own option (besides the shared ones); ``kind`` is float, int or pattern.
+
+    ``keyword`` is the field of ``inference.RestoreOptions`` (a ``restore()`` keyword) it sets: ``--sigma``
+    and ``--quality`` set ``level``; by default the option's name.
+    """
 
     name: str
     flags: tuple[str, ...]
@@ -66,6 +70,11 @@ class Option:
     high: float | None = None
     choices: tuple[Any, ...] = ()
     default: Any = None
+    keyword: str = ""
+
+    @property
+    def field(self) -> str:
+        return self.keyword or self.name
 
 
 @dataclass(frozen=True)
@@ -93,9 +102,9 @@ class TaskSpec:
     def output_suffix(self, scale: int = 1) -> str:
         return self.suffix.format(scale=scale)
 
-    def level_of(self, values: dict[str, Any]) -> float | None:
-        """The level among a command's option values (``{"sigma": 25}``), None when the task has none."""
-        return None if self.level is None else values.get(self.level.name)
+    def level_of(self, **given: float | None) -> float | None:
+        """The level among a command's options (``level_of(sigma=25, quality=None)``), None when the task has none."""
+        return None if self.level is None else given.get(self.level.name)
 
 
 # ------------------------------------------------------------------------------------ degradations
@@ -145,7 +154,8 @@ TASKS: tuple[TaskSpec, ...] = (
         "denoise",
         "Remove Gaussian-like noise (blind by default; --sigma picks a level-specific model if installed).",
         (Option("sigma", ("--sigma", "-s"), "float", low=0, high=255,
-                help="Noise level, 0-255 scale: picks a model made for it when one is installed (default: blind)."),),
+                help="Noise level, 0-255 scale: picks a model made for it when one is installed (default: blind).",
+                keyword="level"),),
         level=Level("sigma", "sigma", "noise sigma", 0, 255, default=25.0),
         channelwise=True, suffix="_denoised", archs=("PANet", "HalfResPANet"),
         degrade=_noisy, describe=_describe_denoise,
@@ -164,7 +174,8 @@ TASKS: tuple[TaskSpec, ...] = (
         "car",
         "Remove JPEG compression artifacts (writes PNG unless told otherwise).",
         (Option("quality", ("--quality",), "int", low=1, high=100,
-                help="JPEG quality the image was saved with: picks a model made for it when one is installed."),),
+                help="JPEG quality the image was saved with: picks a model made for it when one is installed.",
+                keyword="level"),),
         level=Level("quality", "q", "JPEG quality", 1, 100, default=10, integer=True),
         # re-encoding as JPEG would bring the artifacts back
         suffix="_car", forced_format="PNG", archs=("PANet", "HalfResPANet"),

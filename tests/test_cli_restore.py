@@ -423,3 +423,27 @@ def test_help_lists_the_task_commands_first():
     assert_clean_exit(result, 0)
     where = [result.stdout.index(f" {name} ") for name in (*TASK_NAMES, "train", "eval", "models")]
     assert where == sorted(where), result.stdout
+
+
+def test_each_task_command_hands_one_typed_options_object_to_restore(tmp_path, models, monkeypatch):
+    """The command line becomes one frozen RestoreOptions, and restore() receives that very object."""
+    import panet_cli.inference
+    from panet_cli.inference import RestoreOptions
+
+    seen: list[RestoreOptions] = []
+    original = panet_cli.inference.restore
+
+    def recording(image, task, *, options=None, **rest):
+        seen.append(options)
+        return original(image, task, options=options, **rest)
+
+    monkeypatch.setattr(panet_cli.inference, "restore", recording)
+    cases = [("denoise", ["--sigma", "30"], {"level": 30.0}), ("sr", ["--scale", "2"], {"scale": 2}),
+             ("demosaic", ["--pattern", "GBRG"], {"pattern": "GBRG"})]
+    for task, own, fields in cases:
+        source = save(tmp_path / f"{task}.png")
+        result = invoke(task, source, "-w", models[task], "--tile", "32", "--tile-overlap", "8", "--max-memory", "1G",
+                        "--precision", "fp32", "-q", *own)
+        assert result.exit_code == 0, result.output
+        expected = RestoreOptions(tile=32, tile_overlap=8, max_memory=2**30, **fields)
+        assert seen[-1] == expected, task

@@ -338,3 +338,19 @@ def test_size_requirements_come_from_the_descriptor(tmp_path):
     aligned = dataclasses.replace(model, min_side=20, alignment=8)
     out = restore(photo(13, 21), "denoise", model=aligned, device="cpu", tile=0)
     assert out.shape == (13, 21, 3) and seen == [(24, 24)]
+
+
+def test_restore_options_object_and_keywords_are_one_api(tmp_path):
+    """restore(options=RestoreOptions(...)) is the keywords' call; keywords override the object's fields."""
+    from panet_cli.inference import RestoreOptions
+
+    model = tiny(tmp_path, window=8, window_overlap=2)
+    image = photo(40, 36)
+    options = RestoreOptions(tile=16, tile_overlap=4)
+    by_keywords = restore(image, "denoise", model=model, device="cpu", tile=16, tile_overlap=4)
+    assert np.array_equal(restore(image, "denoise", options=options, model=model, device="cpu"), by_keywords)
+    whole = restore(image, "denoise", options=options, model=model, device="cpu", tile=0)
+    assert np.array_equal(whole, restore(image, "denoise", model=model, device="cpu", tile=0))
+    assert options == RestoreOptions(tile=16, tile_overlap=4)  # frozen: the call changed nothing
+    with pytest.raises(TypeError, match="tiles"):
+        restore(image, "denoise", model=model, device="cpu", tiles=16)

@@ -174,7 +174,7 @@ def _load(task: str, source: str | None, sigma: float | None, quality: int | Non
     from panet_cli.inference import resolve_model
 
     spec = task_spec(task)
-    level = spec.level_of({"sigma": sigma, "quality": quality})
+    level = spec.level_of(sigma=sigma, quality=quality)
     descriptor = resolve_model(task, source, level=level, scale=scale if spec.scaled else None,
                                colors=spec.model_colors, device="cpu")
     if no_attention or window is not None:

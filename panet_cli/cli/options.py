@@ -1,7 +1,8 @@
 """Options shared by the task commands, defined once, and how errors reach the user.
 
-Each task command is built from :data:`COMMON` plus its entry in :data:`TASK_OPTIONS`, so the
-four commands cannot drift apart. Nothing here imports torch: ``--help`` stays fast.
+The task commands' shared options are ``Annotated`` aliases (:data:`Inputs`, :data:`Output` ...), and
+:func:`with_task_options` adds a task row's own (``--sigma``), so the four commands cannot drift apart.
+Nothing here imports torch: ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from panet_cli.tasks import TASKS, Option, Task  # noqa: F401 - Task: the commands' --task choices
+from panet_cli.tasks import Option, Task, TaskSpec  # noqa: F401 - Task: the commands' --task choices
 
 
 class Precision(str, Enum):
@@ -75,70 +76,64 @@ def parse_memory(value: str | None) -> int | None:
     return int(number * factor)
 
 
-def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-
-
 _IO = "Input and output"
 _MODEL = "Model and device"
 _TILES = "Tiling"
 _SCALE = "Scaling out"
 
-COMMON: list[inspect.Parameter] = [
-    _param("inputs", list[str], typer.Argument(
-        ..., help="Image files, folders, glob patterns (quote them), or - for stdin.", show_default=False)),
-    _param("output", Optional[str], typer.Option(
-        None, "--output", "-o", show_default=False, rich_help_panel=_IO,
-        help="Output file (one input), folder (mirrors sub-folders), or - for stdout. "
-             "Default: next to each input, e.g. photo_denoised.png.")),
-    _param("format", Optional[ImageFormat], typer.Option(
-        None, "--format", "-f", case_sensitive=False, show_default=False, rich_help_panel=_IO,
-        help="Output format (default: the output name's, else the input's; PNG for stdout).")),
-    _param("recursive", bool, typer.Option(
-        False, "--recursive", "-r", rich_help_panel=_IO, help="Include images in sub-folders of folder inputs.")),
-    _param("overwrite", bool, typer.Option(
-        False, "--overwrite", rich_help_panel=_IO, help="Replace existing outputs (and inputs, if -o points at them).")),
-    _param("skip_existing", bool, typer.Option(
-        False, "--skip-existing", rich_help_panel=_IO, help="Skip images whose output exists (resume a folder run).")),
-    _param("quiet", bool, typer.Option(
-        False, "--quiet", "-q", rich_help_panel=_IO, help="Print nothing but errors.")),
-    _param("model", Optional[str], typer.Option(
-        None, "--model", "-m", show_default=False, rich_help_panel=_MODEL,
-        help="Model name (see `panet models list`); default: the task's default model.")),
-    _param("weights", Optional[str], typer.Option(
-        None, "--weights", "-w", show_default=False, rich_help_panel=_MODEL,
-        help="Weights file: a published PANet/PA-EDSR .pt or our .safetensors.")),
-    _param("device", str, typer.Option(
-        "auto", "--device", rich_help_panel=_MODEL, help="auto, cpu, cuda, cuda:N or mps.")),
-    _param("precision", Precision, typer.Option(
-        Precision.fp32, "--precision", case_sensitive=False, rich_help_panel=_MODEL,
-        help="Arithmetic precision; one the device cannot run well falls back, with a notice.")),
-    _param("tta", bool, typer.Option(
-        False, "--tta", rich_help_panel=_MODEL, help="Average the 8 flips/rotations (x8 slower, slightly better).")),
-    _param("threads", int, typer.Option(
-        0, "--threads", min=0, rich_help_panel=_MODEL, help="CPU threads for torch (0 = torch's default).")),
-    _param("tile", str, typer.Option(
-        "auto", "--tile", rich_help_panel=_TILES,
-        help="Input pixels per tile side, 0 = whole image, auto = largest that fits --max-memory.")),
-    _param("tile_overlap", int, typer.Option(
-        16, "--tile-overlap", min=0, rich_help_panel=_TILES, help="Pixels shared by neighbouring tiles (blended).")),
-    _param("max_memory", Optional[str], typer.Option(
-        None, "--max-memory", show_default=False, rich_help_panel=_TILES,
-        help="Memory for tiles in flight, e.g. 4G or 512M (default: from free RAM / GPU memory).")),
-    _param("shard", Optional[str], typer.Option(
-        None, "--shard", metavar="I/N", show_default=False, rich_help_panel=_SCALE,
-        help="Process only shard I of N (input k goes to shard k mod N): one per job-array member.")),
-    _param("report", Optional[str], typer.Option(
-        None, "--report", metavar="FILE", show_default=False, rich_help_panel=_SCALE,
-        help="Write one JSON line per input (path, output, status, reason) to FILE.")),
-    _param("ray", Optional[str], typer.Option(
-        None, "--ray", metavar="[ADDRESS]", show_default=False, rich_help_panel=_SCALE,
-        help="Run on Ray: alone (or 'local') starts a local cluster; 'auto', HOST:PORT or ray://HOST:PORT "
-             "joins a running one. Needs pip install \"panet\\[ray]\".")),  # \\[: a bracket, not rich markup
-    _param("ray_actors", int, typer.Option(
-        0, "--ray-actors", min=0, metavar="N", rich_help_panel=_SCALE,
-        help="Ray actors (0 = one per GPU, else one per --threads CPUs of the cluster).")),
-]
+# The task commands' shared options, each defined once (see panet_cli.cli.restore.task_command).
+Inputs = Annotated[list[str], typer.Argument(
+    help="Image files, folders, glob patterns (quote them), or - for stdin.", show_default=False)]
+Output = Annotated[Optional[str], typer.Option(
+    "--output", "-o", show_default=False, rich_help_panel=_IO,
+    help="Output file (one input), folder (mirrors sub-folders), or - for stdout. "
+         "Default: next to each input, e.g. photo_denoised.png.")]
+FormatOption = Annotated[Optional[ImageFormat], typer.Option(
+    "--format", "-f", case_sensitive=False, show_default=False, rich_help_panel=_IO,
+    help="Output format (default: the output name's, else the input's; PNG for stdout).")]
+Recursive = Annotated[bool, typer.Option(
+    "--recursive", "-r", rich_help_panel=_IO, help="Include images in sub-folders of folder inputs.")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", rich_help_panel=_IO, help="Replace existing outputs (and inputs, if -o points at them).")]
+SkipExisting = Annotated[bool, typer.Option(
+    "--skip-existing", rich_help_panel=_IO, help="Skip images whose output exists (resume a folder run).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=_IO, help="Print nothing but errors.")]
+ModelName = Annotated[Optional[str], typer.Option(
+    "--model", "-m", show_default=False, rich_help_panel=_MODEL,
+    help="Model name (see `panet models list`); default: the task's default model.")]
+Weights = Annotated[Optional[str], typer.Option(
+    "--weights", "-w", show_default=False, rich_help_panel=_MODEL,
+    help="Weights file: a published PANet/PA-EDSR .pt or our .safetensors.")]
+Device = Annotated[str, typer.Option("--device", rich_help_panel=_MODEL, help="auto, cpu, cuda, cuda:N or mps.")]
+PrecisionOption = Annotated[Precision, typer.Option(
+    "--precision", case_sensitive=False, rich_help_panel=_MODEL,
+    help="Arithmetic precision; one the device cannot run well falls back, with a notice.")]
+Tta = Annotated[bool, typer.Option(
+    "--tta", rich_help_panel=_MODEL, help="Average the 8 flips/rotations (x8 slower, slightly better).")]
+Threads = Annotated[int, typer.Option(
+    "--threads", min=0, rich_help_panel=_MODEL, help="CPU threads for torch (0 = torch's default).")]
+Tile = Annotated[str, typer.Option(
+    "--tile", rich_help_panel=_TILES,
+    help="Input pixels per tile side, 0 = whole image, auto = largest that fits --max-memory.")]
+TileOverlap = Annotated[int, typer.Option(
+    "--tile-overlap", min=0, rich_help_panel=_TILES, help="Pixels shared by neighbouring tiles (blended).")]
+MaxMemory = Annotated[Optional[str], typer.Option(
+    "--max-memory", show_default=False, rich_help_panel=_TILES,
+    help="Memory for tiles in flight, e.g. 4G or 512M (default: from free RAM / GPU memory).")]
+Shard = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="I/N", show_default=False, rich_help_panel=_SCALE,
+    help="Process only shard I of N (input k goes to shard k mod N): one per job-array member.")]
+ReportFile = Annotated[Optional[str], typer.Option(
+    "--report", metavar="FILE", show_default=False, rich_help_panel=_SCALE,
+    help="Write one JSON line per input (path, output, status, reason) to FILE.")]
+Ray = Annotated[Optional[str], typer.Option(
+    "--ray", metavar="[ADDRESS]", show_default=False, rich_help_panel=_SCALE,
+    help="Run on Ray: alone (or 'local') starts a local cluster; 'auto', HOST:PORT or ray://HOST:PORT "
+         "joins a running one. Needs pip install \"panet\\[ray]\".")]  # \\[: a bracket, not rich markup
+RayActors = Annotated[int, typer.Option(
+    "--ray-actors", min=0, metavar="N", rich_help_panel=_SCALE,
+    help="Ray actors (0 = one per GPU, else one per --threads CPUs of the cluster).")]
+
 
 def _one_of(choices: tuple[Any, ...]) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
@@ -150,20 +145,41 @@ def _one_of(choices: tuple[Any, ...]) -> Callable[[Any], Any]:
 
 
 def _task_param(option: Option) -> inspect.Parameter:
-    """A task row's own option (see :mod:`panet_cli.tasks`) as a Typer parameter."""
+    """A task row's own option (see :mod:`panet_cli.tasks`) as a Typer parameter named by the field it sets."""
     if option.kind == "pattern":
-        return _param(option.name, Pattern, typer.Option(
-            Pattern(option.default), *option.flags, case_sensitive=False, help=option.help))
-    kind = {"float": float, "int": int}[option.kind]
-    check = _one_of(option.choices) if option.choices else None
-    return _param(option.name, Optional[kind], typer.Option(
-        option.default, *option.flags, min=option.low, max=option.high, callback=check, show_default=False,
-        help=option.help))
+        annotation: Any = Annotated[Pattern, typer.Option(*option.flags, case_sensitive=False, help=option.help)]
+        default: Any = Pattern(option.default)
+    else:
+        kind = {"float": float, "int": int}[option.kind]
+        check = _one_of(option.choices) if option.choices else None
+        annotation = Annotated[Optional[kind], typer.Option(  # type: ignore[valid-type]
+            *option.flags, min=option.low, max=option.high, callback=check, show_default=False, help=option.help)]
+        default = option.default
+    return inspect.Parameter(option.field, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-TASK_OPTIONS: dict[str, list[inspect.Parameter]] = {
-    spec.name: [_task_param(option) for option in spec.options] for spec in TASKS
-}
+def with_task_options(command: Callable[..., None], spec: TaskSpec) -> Callable[..., None]:
+    """``command`` showing Typer the shared options plus ``spec``'s own (right after the inputs), and no others.
+
+    ``command`` declares the shared options and, with defaults, every field a task's own option may set
+    (``level``, ``scale``, ``pattern``); those the task has no option for keep their defaults.
+    """
+    own = {option.field for option in spec.options}
+    shared = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+              if p.annotation is not inspect.Parameter.empty and _is_typer(p.annotation)]
+    parameters = [shared[0], *(_task_param(option) for option in spec.options), *shared[1:]]
+    assert own.isdisjoint(p.name for p in shared), "a task's own option shadows a shared one"
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters])
+    command.__doc__ = spec.summary
+    command.__name__ = f"{spec.name}_command"
+    return command
+
+
+def _is_typer(annotation: Any) -> bool:
+    from typer.models import ParameterInfo
+
+    return any(isinstance(extra, ParameterInfo) for extra in getattr(annotation, "__metadata__", ()))
 
 
 RAY_LOCAL = "local"
@@ -197,20 +213,6 @@ def task_command_class():
             return super().parse_args(ctx, ray_address_optional(list(args)))
 
     return TaskCommand
-
-
-def build_command(task: str, run: Callable[[str, dict[str, Any]], None], doc: str) -> Callable[..., None]:
-    """A Typer command for ``task``: common options plus the task's own, handled by ``run(task, values)``."""
-    parameters = COMMON[:1] + TASK_OPTIONS[task] + COMMON[1:]
-
-    def command(**values: Any) -> None:
-        run(task, values)
-
-    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in parameters}
-    command.__doc__ = doc
-    command.__name__ = f"{task}_command"
-    return command
 
 
 def stderr_console():

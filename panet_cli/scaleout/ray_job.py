@@ -171,12 +171,13 @@ class RestoreActor:
             path = Path(folder) / model_name  # the original name: messages name the model as locally
             path.write_bytes(ray.get(model_file[0]))
             descriptor = load_model(path, device=self.device)
-        if settings.max_memory is None and self.device.type == "cpu":
+        if settings.options.max_memory is None and self.device.type == "cpu":
             # Other actors share this node's RAM: take the share of the CPUs this actor holds.
             from panet_cli.tiling import memory_budget
 
             share = max(1, threads) / max(1, os.cpu_count() or 1)
-            settings = settings.replace(max_memory=max(256 * 2**20, int(memory_budget(self.device) * min(1.0, share))))
+            budget = max(256 * 2**20, int(memory_budget(self.device) * min(1.0, share)))
+            settings = settings.replace(options=settings.options.replace(max_memory=budget))
         self.notes: list[str] = []
         self.worker = self.worker_class(descriptor, self.device, settings, notice=self._note, contain=(Exception,),
                                         written_since=written_since)

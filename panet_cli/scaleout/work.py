@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from panet_cli.errors import PanetError
+from panet_cli.inference import RestoreOptions
 
 if TYPE_CHECKING:
     import torch
@@ -62,18 +63,12 @@ class Item:
 
 @dataclass(frozen=True)
 class Settings:
-    """How each image is restored: the run's options, picklable so they can travel to Ray actors."""
+    """What a worker does with each file: the task, the run's :class:`RestoreOptions` as the command built
+    them (handed to ``restore()`` unchanged), and whether outputs may be replaced. Picklable: travels to Ray actors."""
 
     task: str
-    scale: int | None = None
-    pattern: str = "RGGB"
-    precision: str = "fp32"
-    tile: int | str = "auto"
-    tile_overlap: int = 16
-    max_memory: int | None = None
-    tta: bool = False
+    options: RestoreOptions = field(default_factory=RestoreOptions)
     overwrite: bool = False
-    batch_tiles: int | None = None  # tiles per forward pass; None: restore()'s choice (1 on CPU, up to 8 on GPU)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -187,12 +182,8 @@ class FileWorker:
     def restore(self, loaded: LoadedImage, progress: Progress | None = None) -> LoadedImage:
         from panet_cli.inference import restore
 
-        s = self.settings
-        restored = restore(
-            loaded.pixels, s.task, model=self.descriptor, scale=s.scale, pattern=s.pattern, device=self.device,
-            precision=s.precision, tile=s.tile, tile_overlap=s.tile_overlap, max_memory=s.max_memory, tta=s.tta,
-            batch_tiles=s.batch_tiles, notice=self.notice, progress=progress,
-        )
+        restored = restore(loaded.pixels, self.settings.task, options=self.settings.options, model=self.descriptor,
+                           device=self.device, notice=self.notice, progress=progress)
         return finish_image(loaded, restored)
 
     def write(self, job: FileJob, image: LoadedImage) -> bool:
