@@ -2,6 +2,11 @@
 
     python benchmarks/attention.py                 # 48, 96, 128, 192 px, 64 channels
     python benchmarks/attention.py --sizes 48 96 --threads 2
+    python benchmarks/attention.py --window 12 --overlap 0 --channels 96 --sizes 256 --threads 1 --against d0f35d0
+
+With ``--window``, the windowed layer of the working tree is timed against the same layer as implemented
+at the git revision ``--against`` (same weights, one process, fp32 and bf16 autocast), with the largest
+difference of their outputs.
 
 Every case runs in a fresh subprocess so its peak memory is its own: the child resets the
 kernel's resident-set high-water mark (``/proc/self/clear_refs``) right before the forward pass
@@ -106,12 +111,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-direct-gb", type=float, default=12.0)
     parser.add_argument("--impls", nargs="+", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS)
+    parser.add_argument("--window", type=int, help="time the windowed layer, old (--against) vs new")
+    parser.add_argument("--overlap", type=int, default=0)
+    parser.add_argument("--against", default="HEAD", help="git revision of the implementation to compare with")
     parser.add_argument("--case", nargs=2, metavar=("IMPL", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=0, help="timed passes per case (0: 3 up to 96 px, else 1)")
     args = parser.parse_args()
     if args.case:
         impl, size = args.case[0], int(args.case[1])
         print(json.dumps(run_case(impl, size, args.channels, max(1, args.repeats), args.threads)))
+        return
+
+    if args.window:
+        for size in args.sizes:
+            print(windowed(size, args.channels, args.window, args.overlap, args.against, args.threads,
+                           max(2, args.repeats)))
         return
 
     import torch
@@ -131,6 +145,64 @@ def main() -> None:
             print(f"{size}px {impl}: {results[impl]}", file=sys.stderr)
         rows.append((size, results))
     print(table(rows, args.impls))
+
+
+def _module_at(revision: str):
+    """panet_cli.networks.pyramid_attention as it was at a git revision (it imports only torch and windows)."""
+    import importlib.util
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = subprocess.run(["git", "show", f"{revision}:panet_cli/networks/pyramid_attention.py"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout
+    windows = subprocess.run(["git", "show", f"{revision}:panet_cli/networks/windows.py"], cwd=root,
+                             capture_output=True, text=True, check=True).stdout
+    folder = tempfile.mkdtemp()
+    with open(os.path.join(folder, "old_windows.py"), "w") as f:
+        f.write(windows)
+    sys.path.insert(0, folder)
+    source = source.replace("from panet_cli.networks.windows import", "from old_windows import")
+    path = os.path.join(folder, "old_pyramid_attention.py")
+    with open(path, "w") as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location("old_pyramid_attention", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def windowed(size: int, channels: int, window: int, overlap: int, revision: str, threads: int, repeats: int) -> str:
+    """Best-of-``repeats`` ms of one forward of the windowed layer, old vs new, fp32 and bf16 autocast."""
+    import torch
+
+    from panet_cli.networks import PyramidAttention
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    new = PyramidAttention(channels, 2, 1.0, window=window, window_overlap=overlap).eval()
+    old = _module_at(revision).PyramidAttention(channels, 2, 1.0, window=window, window_overlap=overlap).eval()
+    old.load_state_dict(new.state_dict())
+    x = torch.randn(1, channels, size, size)
+    lines = [f"{size}x{size}x{channels}, window {window}/{overlap}, {threads} thread(s), {revision} vs working tree"]
+    reference = None
+    for precision in ("fp32", "bf16"):
+        times, outputs = {}, {}
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            for name, layer in (("old", old), ("new", new)):
+                best = float("inf")
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    outputs[name] = layer(x).float()
+                    best = min(best, time.perf_counter() - start)
+                times[name] = best
+        if reference is None:
+            reference = outputs["old"]
+        diff = (outputs["old"] - outputs["new"]).abs().max().item()
+        error = ", ".join(f"{n} vs fp32 old {(o - reference).abs().max().item():.2e}" for n, o in outputs.items())
+        lines.append(f"  {precision}: old {times['old'] * 1e3:.0f} ms, new {times['new'] * 1e3:.0f} ms "
+                     f"({times['old'] / times['new']:.2f}x); max |old - new| {diff:.2e}"
+                     + (f"; {error}" if precision == "bf16" else ""))
+    return "\n".join(lines)
 
 
 def _cell(r: dict) -> tuple[str, str]:
