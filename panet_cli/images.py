@@ -6,29 +6,45 @@ separately so models only ever see colour. The file's sample type decides the bi
 EXIF orientation is applied on reading (and the tag reset to 1 so viewers don't rotate twice);
 EXIF and the ICC profile are written back unchanged otherwise.
 
-Pillow does the work. Two gaps are filled here: Pillow keeps only the high byte of 16-bit
-colour PNGs (we decode the low byte with a second pass) and cannot write them (a small PNG
-encoder below), and 16-bit colour TIFFs go through ``tifffile``.
+Pillow does the work. Its 16-bit gaps (colour PNGs, some TIFF layouts) are filled by
+:mod:`panet_cli.image16`; bounded reading is :mod:`panet_cli.image_input`, and orientation, colour keys,
+CMYK and notes :mod:`panet_cli.image_meta`. This module joins them and keeps every public name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import os
-import stat
 import struct
-import sys
 import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 
 from panet_cli.errors import ImageReadError, ImageWriteError
 from panet_cli.files import atomic_open
+from panet_cli.image16 import (  # noqa: F401 - _png_chunk: tests build PNGs with it
+    _file_bits,
+    _png_chunk,
+    _read_16bit,
+    _read_tiff16,
+    _write_png16,
+    _write_tiff16,
+)
+from panet_cli.image_input import _bomb, _read_bytes, _reason, _too_long, max_input_bytes
+from panet_cli.image_meta import (
+    _cmyk_to_rgb,
+    _colour_key,
+    _frame_notes,
+    _orient,
+    _orientation,
+    _reset_orientation,
+    _warning_notes,
+    _with_colour_key,
+)
 
 # File suffix -> Pillow format name, for the formats we read and write.
 FORMATS: dict[str, str] = {
@@ -47,12 +63,6 @@ ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
 # JPEG outputs: high quality and no chroma subsampling, so restoring doesn't add new artifacts
 # (WebP is written lossless: its lossy mode always subsamples chroma).
 JPEG_QUALITY = 95
-
-_ORIENTATION = 0x0112
-# Bytes an input may have per pixel of the pixel limit (16-bit RGBA, uncompressed) plus room for
-# metadata: anything longer (a link to /dev/zero, an endless pipe) is refused without reading it all.
-_BYTES_PER_PIXEL = 8
-_METADATA_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -133,20 +143,6 @@ def read_image(source: str | Path | bytes, *, name: str | None = None, max_pixel
     return image.replace(notes=notes) if notes != image.notes else image
 
 
-def max_input_bytes(max_pixels: int | None = None) -> int | None:
-    """The most bytes an image file within ``max_pixels`` (default: Pillow's limit) can need; None: no limit."""
-    if max_pixels is None:
-        from PIL import Image
-
-        max_pixels = Image.MAX_IMAGE_PIXELS or 0
-    return max_pixels * _BYTES_PER_PIXEL + _METADATA_BYTES if max_pixels else None
-
-
-def _too_long(label: str, budget: int, limit: int) -> str:
-    return (f"{label}: more than {budget / 2**20:.0f} MB, more than an image within the limit of {limit} pixels "
-            "can need (decompression bomb protection)")
-
-
 def _open_and_decode(data: bytes, label: str, limit: int) -> LoadedImage:
     from PIL import Image
 
@@ -165,48 +161,6 @@ def _open_and_decode(data: bytes, label: str, limit: int) -> LoadedImage:
         raise ImageReadError(f"{label}: not an image, or a format that cannot be read") from None
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error, IndexError) as e:
         raise ImageReadError(f"{label}: truncated or corrupt image data ({_reason(e)})") from None
-
-
-def _bomb(label: str, width: int, height: int, limit: int) -> str:
-    return f"{label}: {width}x{height} pixels is more than the limit of {limit} (decompression bomb protection)"
-
-
-def _warning_notes(caught: list[warnings.WarningMessage], label: str) -> tuple[str, ...]:
-    """Pillow's warnings about the file (corrupt EXIF, skipped tags) as notes; everything else is dropped."""
-    from PIL import Image
-
-    notes = []
-    for warning in caught:
-        if issubclass(warning.category, Image.DecompressionBombWarning):
-            continue  # our own limit decided already
-        if f"{os.sep}PIL{os.sep}" in str(warning.filename):
-            notes.append(f"{label}: {' '.join(str(warning.message).split())} (ignored)")
-    return tuple(notes)
-
-
-def _read_bytes(path: Path, label: str, budget: int | None = None, limit: int = 0) -> bytes:
-    """The file's bytes, at most ``budget`` + 1 of them (a longer input is refused by the caller)."""
-    try:
-        with path.open("rb") as f:
-            info = os.fstat(f.fileno())
-            if budget is not None and stat.S_ISREG(info.st_mode) and info.st_size > budget:
-                raise ImageReadError(_too_long(label, budget, limit))
-            return f.read(budget + 1) if budget is not None else f.read()
-    except FileNotFoundError:
-        raise ImageReadError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"{label}: is a folder, not an image") from None
-    except PermissionError:
-        raise ImageReadError(f"{label}: permission denied") from None
-    except MemoryError:
-        raise ImageReadError(f"{label}: too large to read into memory") from None
-    except OSError as e:
-        raise ImageReadError(f"{label}: cannot read ({_reason(e)})") from None
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _decode(im, data: bytes, label: str) -> LoadedImage:
@@ -232,16 +186,6 @@ def _decode(im, data: bytes, label: str) -> LoadedImage:
         name=label,
         notes=_frame_notes(im, label),
     )
-
-
-def _frame_notes(im, label: str) -> tuple[str, ...]:
-    """Animated GIF/WebP/PNG (and multi-page TIFF): only the first frame is restored, and we say so.
-
-    MPO (a camera JPEG with a preview or depth picture after the photo) is a photo, not an animation.
-    """
-    if im.format == "MPO" or not getattr(im, "is_animated", False):
-        return ()
-    return (f"{label}: {im.n_frames} frames; only the first is restored (panet restores still images)",)
 
 
 def _pixels(im, data: bytes, label: str) -> tuple[np.ndarray, int]:
@@ -272,97 +216,6 @@ _CONVERTED = {"P": "RGB", "PA": "RGBA", "YCbCr": "RGB", "HSV": "RGB"}
 _MODE_NAMES = {"I": "32-bit integer", "F": "32-bit float"}
 
 
-def _colour_key(im) -> int | tuple[int, ...] | None:
-    """A PNG's ``tRNS`` colour key (grey level or RGB, in the file's sample units), if it has one."""
-    key = im.info.get("transparency") if im.format == "PNG" and im.mode != "P" else None
-    return key if isinstance(key, (int, tuple)) else None
-
-
-def _with_colour_key(im, samples: np.ndarray) -> np.ndarray:
-    """16-bit grey or RGB samples with the colour key turned into an alpha channel (0 where it matches)."""
-    key = _colour_key(im)
-    grey = samples.ndim == 2
-    if key is None or (grey and not isinstance(key, int)) or (not grey and (not isinstance(key, tuple)
-                                                                             or samples.shape[2] != len(key))):
-        return samples
-    opaque = samples != key if grey else np.any(samples != np.asarray(key, np.uint16), axis=2)
-    alpha = np.where(opaque, np.uint16(65535), np.uint16(0))
-    return np.concatenate([samples.reshape(*samples.shape[:2], -1), alpha[:, :, None]], axis=2)
-
-
-def _file_bits(im) -> int:
-    """16 when the file stores 16-bit samples (by its header, not its pixel values), else 8."""
-    if im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG"):
-        return 16
-    if im.format == "TIFF":
-        bits = im.tag_v2.get(258, (8,))
-        bits = bits if isinstance(bits, tuple) else (bits,)
-        return 16 if bits and bits[0] == 16 and im.mode != "I" else 8
-    if im.format == "PNG" and im.tile and ";16" in _rawmode(im.tile[0]):
-        return 16
-    return 8
-
-
-def _read_16bit(im, data: bytes, label: str) -> np.ndarray:
-    """uint16 samples of a 16-bit PNG or TIFF: (H, W) or (H, W, C)."""
-    if im.mode.startswith("I"):
-        return np.asarray(im).astype(np.uint16)
-    from PIL import Image
-
-    def decode(rawmode_of: Callable[[str], str]) -> np.ndarray:
-        with Image.open(io.BytesIO(data)) as again:
-            again.tile = [_with_rawmode(t, rawmode_of) for t in again.tile]
-            return np.asarray(again, dtype=np.uint16)
-
-    if im.format == "PNG" and im.mode == "RGBA" and _rawmode(im.tile[0]) == "LA;16B":
-        # Grey+alpha (opened as RGBA): 4 bytes per pixel, read raw as "RGBA" = Lhi, Llo, Ahi, Alo.
-        raw = decode(lambda _: "RGBA")
-        return raw[:, :, 0::2] * 256 + raw[:, :, 1::2]
-    # Pillow keeps only the high bytes of 16-bit colour. Decoding again with the byte order
-    # swapped yields the low bytes (same filters and pixel size, so the same decoder path).
-    return np.asarray(im, dtype=np.uint16) * 256 + decode(_swap_byte_order)
-
-
-def _rawmode(tile) -> str:
-    return tile.args if isinstance(tile.args, str) else tile.args[0]
-
-
-def _with_rawmode(tile, rawmode_of: Callable[[str], str]):
-    if isinstance(tile.args, str):
-        return tile._replace(args=rawmode_of(tile.args))
-    return tile._replace(args=(rawmode_of(tile.args[0]), *tile.args[1:]))
-
-
-def _swap_byte_order(rawmode: str) -> str:
-    """'RGB;16B' <-> 'RGB;16L'; native ('16N') becomes the opposite of this machine's order."""
-    if rawmode.endswith("16N"):
-        return rawmode[:-1] + ("L" if sys.byteorder == "big" else "B")
-    if rawmode.endswith("16B"):
-        return rawmode[:-1] + "L"
-    if rawmode.endswith("16L"):
-        return rawmode[:-1] + "B"
-    raise ValueError(f"unexpected 16-bit layout {rawmode}")
-
-
-def _read_tiff16(data: bytes, label: str, max_pixels: int = 0) -> np.ndarray:
-    """uint16 samples of the first page, refused before decoding when its tags declare too many pixels."""
-    try:
-        import tifffile
-    except ImportError:
-        raise ImageReadError(f"{label}: this TIFF layout needs the tifffile package") from None
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        page = tif.pages[0]
-        width, height = int(page.imagewidth), int(page.imagelength)
-        if max_pixels and width * height * max(1, int(page.imagedepth)) > max_pixels:
-            raise ImageReadError(_bomb(label, width, height, max_pixels))
-        array = page.asarray()
-        if page.planarconfig == 2 and array.ndim == 3:  # separate planes: (C, H, W)
-            array = np.moveaxis(array, 0, -1)
-    if array.dtype != np.uint16:
-        raise ImageReadError(f"{label}: unsupported TIFF sample type {array.dtype}")
-    return array
-
-
 def _decode_tiff_layout(data: bytes, label: str, max_pixels: int = 0) -> LoadedImage:
     """TIFF layouts Pillow does not open (e.g. 16-bit grey + alpha), read with tifffile.
 
@@ -391,66 +244,10 @@ def _decode_tiff_layout(data: bytes, label: str, max_pixels: int = 0) -> LoadedI
                        icc_profile=icc_bytes, name=label)
 
 
-def _cmyk_to_rgb(im, icc: bytes | None):
-    """CMYK (print JPEGs) to RGB, colour-managed to sRGB when the file has a CMYK profile."""
-    if icc:
-        from PIL import ImageCms
-
-        try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            return ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
-        except (OSError, ImageCms.PyCMSError):
-            pass  # a broken profile: the plain conversion is still a usable picture
-    return im.convert("RGB")
-
-
 def _split_alpha(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if array.shape[2] in (2, 4):
         return array[:, :, :-1], array[:, :, -1]
     return array, None
-
-
-def _orientation(im) -> int:
-    try:
-        value = int(im.getexif().get(_ORIENTATION, 1))
-    except (ValueError, TypeError, OSError, SyntaxError):
-        return 1
-    return value if 1 <= value <= 8 else 1
-
-
-def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply EXIF orientation 1-8 to an (H, W, ...) array (as Pillow's exif_transpose)."""
-    if orientation == 2:
-        return array[:, ::-1]
-    if orientation == 3:
-        return array[::-1, ::-1]
-    if orientation == 4:
-        return array[::-1]
-    if orientation == 5:
-        return array.swapaxes(0, 1)
-    if orientation == 6:
-        return np.rot90(array, -1)
-    if orientation == 7:
-        return array[::-1, ::-1].swapaxes(0, 1)
-    if orientation == 8:
-        return np.rot90(array, 1)
-    return array
-
-
-def _reset_orientation(exif: bytes | None) -> bytes | None:
-    """EXIF bytes with the orientation tag set to 1, since the pixels are now upright."""
-    if not exif:
-        return None
-    from PIL import Image
-
-    parsed = Image.Exif()
-    try:
-        parsed.load(exif)
-    except (ValueError, TypeError, OSError, SyntaxError, struct.error):
-        return None  # unparseable EXIF: dropping it beats writing a wrong orientation
-    if _ORIENTATION in parsed:
-        parsed[_ORIENTATION] = 1
-    return parsed.tobytes()
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -538,43 +335,6 @@ def _save_8bit(out: BinaryIO, samples: np.ndarray, fmt: str, image: LoadedImage)
     elif fmt == "BMP" and mode == "LA":
         pil = pil.convert("L")
     pil.save(out, format=fmt, **options)
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _write_png16(out: BinaryIO, samples: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
-    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA), which Pillow cannot write for colour."""
-    h, w, c = samples.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    rows = samples.astype(">u2").reshape(h, w * c).view(np.uint8)
-    # "Sub" filter (difference to the pixel on the left): compresses photos well, vectorises.
-    step = 2 * c
-    filtered = rows.copy()
-    filtered[:, step:] -= rows[:, :-step]
-    raw = np.concatenate([np.ones((h, 1), np.uint8), filtered], axis=1).tobytes()
-    out.write(b"\x89PNG\r\n\x1a\n")
-    out.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)))
-    if icc:
-        out.write(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
-    if exif:
-        out.write(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
-    out.write(_png_chunk(b"IDAT", zlib.compress(raw, 6)))
-    out.write(_png_chunk(b"IEND", b""))
-
-
-def _write_tiff16(out: BinaryIO, samples: np.ndarray, icc: bytes | None) -> None:
-    """A 16-bit TIFF through tifffile (EXIF is not carried into 16-bit TIFFs)."""
-    try:
-        import tifffile
-    except ImportError:
-        raise ImageWriteError("writing 16-bit TIFF needs the tifffile package; write PNG instead") from None
-    c = samples.shape[2]
-    photometric = "minisblack" if c <= 2 else "rgb"
-    extras = {"extrasamples": [2]} if c in (2, 4) else {}  # 2 = unassociated alpha
-    data = samples[:, :, 0] if c == 1 else samples
-    tifffile.imwrite(out, data, photometric=photometric, compression="zlib", iccprofile=icc, **extras)
 
 
 def resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
