@@ -28,3 +28,16 @@ class ModelUnavailable(PanetError):
 
 class IncompatibleModel(PanetError):
     """Weights for another task, scale or number of colours than the command asked for."""
+
+
+def one_line(error: BaseException, *, last: bool = False, limit: int = 200) -> str:
+    """What an exception says, fit for the middle of a one-line message.
+
+    Its first non-empty line (``last``: its last one, where Ray puts the cause after a traceback), white
+    space folded, cut to ``limit`` characters; the exception's type name when it says nothing.
+    """
+    lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[-1] if last else lines[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -8,7 +8,6 @@ per method and image and reported as seconds per megapixel of output.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from panet_cli.errors import PanetError
+from panet_cli.images import list_images, natural_order
 from panet_cli.tasks import BAYER_PATTERNS, task_spec
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
     from panet_cli.loading import ModelDescriptor
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 # Methods are warmed up on a crop of this side before timing (first calls pay one-off costs).
 WARMUP_SIDE = 48
 
@@ -96,18 +95,12 @@ class Protocol:
 # ---------------------------------------------------------------------------------------- images
 
 
-def _natural_key(path: Path) -> list[Any]:
-    """Sort key putting "2.png" before "10.png" (McMaster's names are numbers)."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
 def collect_images(paths: Sequence[str | Path], limit: int | None = None) -> list[Path]:
     """Image files among ``paths`` (folders are listed in natural name order), the first ``limit`` of them."""
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files = [f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
-            found.extend(sorted(files, key=_natural_key))
+            found.extend(list_images(p, key=natural_order))
         elif p.is_file():
             found.append(p)
         else:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from panet_cli.errors import ModelUnavailable
+from panet_cli.errors import ModelUnavailable, one_line
 from panet_cli.files import sha256_of
 from panet_cli.paths import hub_cache_dir
 
@@ -164,16 +164,13 @@ def _explain(error: BaseException, file: HubFile, timeout: float) -> str:
             return f"the hub did not answer within {timeout:g} s"
     for kind in _transport_errors():
         if isinstance(error, kind):
-            return f"cannot reach {endpoint()} ({type(error).__name__}: {_first_line(error)})"
+            return f"cannot reach {endpoint()} ({type(error).__name__}: {one_line(error)})"
     if isinstance(error, errors.LocalEntryNotFoundError):
         cause = error.__cause__
         return _explain(cause, file, timeout) if cause is not None else "cannot reach the hub"
-    return _first_line(error)
+    return one_line(error)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _timeout_errors() -> tuple[type[BaseException], ...]:

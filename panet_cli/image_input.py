@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from panet_cli.errors import ImageReadError
+from panet_cli.errors import ImageReadError, one_line
 
 
 # Bytes an input may have per pixel of the pixel limit (16-bit RGBA, uncompressed) plus room for
@@ -54,9 +54,6 @@ def _read_bytes(path: Path, label: str, budget: int | None = None, limit: int = 
     except MemoryError:
         raise ImageReadError(f"{label}: too large to read into memory") from None
     except OSError as e:
-        raise ImageReadError(f"{label}: cannot read ({_reason(e)})") from None
+        raise ImageReadError(f"{label}: cannot read ({one_line(e)})") from None
 
 
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import struct
 import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from panet_cli.errors import ImageReadError, ImageWriteError
+from panet_cli.errors import ImageReadError, ImageWriteError, one_line
 from panet_cli.files import atomic_open
 from panet_cli.image16 import (  # noqa: F401 - _png_chunk: tests build PNGs with it
     _file_bits,
@@ -34,7 +35,7 @@ from panet_cli.image16 import (  # noqa: F401 - _png_chunk: tests build PNGs wit
     _write_png16,
     _write_tiff16,
 )
-from panet_cli.image_input import _bomb, _read_bytes, _reason, _too_long, max_input_bytes
+from panet_cli.image_input import _bomb, _read_bytes, _too_long, max_input_bytes
 from panet_cli.image_meta import (
     _cmyk_to_rgb,
     _colour_key,
@@ -114,6 +115,29 @@ def normalize_format(name: str) -> str:
         raise ImageWriteError(f"unknown image format {name!r} (known: {known})") from None
 
 
+def is_image_file(path: Path) -> bool:
+    """A file with one of the suffixes of :data:`FORMATS`."""
+    return path.suffix.lower() in FORMATS and path.is_file()
+
+
+def list_images(folder: str | Path, recursive: bool = False, *, key: Callable[[Path], Any] | None = None) -> list[Path]:
+    """The image files (by suffix) of ``folder``, with ``recursive`` those of its sub-folders too, sorted
+    (by ``key`` when given); hidden files and folders, our temporaries among them, are skipped.
+
+    The one folder lister of the task commands, ``panet eval`` and ``panet degrade``.
+    """
+    folder = Path(folder)
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    found = (p for p in candidates
+             if is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(found, key=key)
+
+
+def natural_order(path: Path) -> list[Any]:
+    """Sort key putting "2.png" before "10.png" (McMaster's names are numbers)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
 # --------------------------------------------------------------------------------------------- reading
 
 
@@ -160,7 +184,7 @@ def _open_and_decode(data: bytes, label: str, limit: int) -> LoadedImage:
             return _decode_tiff_layout(data, label, limit)
         raise ImageReadError(f"{label}: not an image, or a format that cannot be read") from None
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error, IndexError) as e:
-        raise ImageReadError(f"{label}: truncated or corrupt image data ({_reason(e)})") from None
+        raise ImageReadError(f"{label}: truncated or corrupt image data ({one_line(e)})") from None
 
 
 def _decode(im, data: bytes, label: str) -> LoadedImage:
@@ -238,7 +262,7 @@ def _decode_tiff_layout(data: bytes, label: str, max_pixels: int = 0) -> LoadedI
         raise ImageReadError(f"{label}: too large to decode in the memory available") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, OSError, EOFError,
             zlib.error, struct.error) as e:  # tifffile.TiffFileError is a ValueError
-        raise ImageReadError(f"{label}: truncated or corrupt TIFF data ({_reason(e)})") from None
+        raise ImageReadError(f"{label}: truncated or corrupt TIFF data ({one_line(e)})") from None
     pixels, alpha = _split_alpha(array)
     return LoadedImage(pixels=np.ascontiguousarray(pixels), bit_depth=16, alpha=alpha, format="TIFF",
                        icc_profile=icc_bytes, name=label)
@@ -281,7 +305,7 @@ def write_image(
     except FileExistsError:
         raise ImageWriteError(exists) from None
     except OSError as e:
-        raise ImageWriteError(f"{path}: cannot write ({_reason(e)})") from None
+        raise ImageWriteError(f"{path}: cannot write ({one_line(e)})") from None
 
 
 def encode_image(image: LoadedImage, format: str, out: BinaryIO | None = None, *, bit_depth: int | None = None) -> bytes:

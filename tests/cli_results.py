@@ -7,6 +7,8 @@ on purpose raised SystemExit (typer.Exit, click's usage errors) with its code; a
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 
@@ -20,3 +22,8 @@ def assert_clean_exit(result: Any, code: int, *messages: str) -> None:
         assert isinstance(result.exception, SystemExit) and result.exception.code == code, shown
     for message in messages:
         assert message in result.stderr, shown
+
+
+def read_report(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON lines of a ``--report`` file."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -29,7 +29,7 @@ from panet_cli.images import LoadedImage, write_image
 from panet_cli.loading import load_model
 from panet_cli.loading.checkpoint import save_safetensors
 from panet_cli.networks import PANet
-from panet_cli.scaleout.report import read_report
+from cli_results import read_report
 
 CONFIG = {"n_resblocks": 2, "n_feats": 8, "n_colors": 3, "input_skip": True}
 META = {"arch": "PANet", "config": CONFIG, "task": "denoise", "attention_enabled": False}

@@ -26,9 +26,8 @@ from panet_cli.loading.checkpoint import save_safetensors
 from panet_cli.networks import PANet
 from panet_cli.scaleout import ray_job
 from panet_cli.scaleout.ray_job import Plan, is_address, plan_actors
-from panet_cli.scaleout.report import read_report
 from panet_cli.scaleout.work import DONE, FAILED, SKIPPED, Item, Settings
-from cli_results import assert_clean_exit
+from cli_results import assert_clean_exit, read_report
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 

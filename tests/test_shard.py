@@ -17,10 +17,9 @@ from panet_cli.cli.options import ray_address_optional
 from panet_cli.errors import ImageReadError
 from panet_cli.loading.checkpoint import save_safetensors
 from panet_cli.networks import PANet
-from panet_cli.scaleout.report import read_report
 from panet_cli.scaleout.shards import parse_shard, take_shard
 from panet_cli.scaleout.work import DONE, FAILED, SKIPPED, FileWorker, Item, Settings
-from cli_results import assert_clean_exit
+from cli_results import assert_clean_exit, read_report
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from panet_cli.images import FORMATS, SUFFIXES
+from panet_cli.images import FORMATS, SUFFIXES, is_image_file, list_images
 
 STDIN = "-"
 _GLOB_CHARS = set("*?[")
@@ -66,26 +66,12 @@ def expand_inputs(items: list[str], recursive: bool = False) -> tuple[list[Job],
         else:
             many = True
             root = _glob_root(item)
-            matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if _is_image_file(Path(m)))
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if is_image_file(Path(m)))
             if not matches:
                 jobs.append(Job(None, item, Path("glob"), error=f"{item}: no image files match this pattern"))
             for file in matches:
                 add(file, file.relative_to(root) if file.is_relative_to(root) else Path(file.name))
     return jobs, many
-
-
-def list_images(folder: Path, recursive: bool) -> list[Path]:
-    """Image files (by suffix) in a folder, sorted; hidden files (and our temporary files) skipped."""
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p
-        for p in candidates
-        if _is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-
-
-def _is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in FORMATS and path.is_file()
 
 
 def _glob_root(pattern: str) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from panet_cli.errors import CheckpointError
+from panet_cli.errors import CheckpointError, one_line
 from panet_cli.files import atomic_open
 
 FORMAT_VERSION = "1"
@@ -125,7 +125,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         try:
             tensors, meta = read_safetensors(path)
         except Exception as e:  # safetensors raises its own error types for corrupt headers
-            raise CheckpointError(f"{path}: unreadable safetensors file ({_one_line(e)})") from None
+            raise CheckpointError(f"{path}: unreadable safetensors file ({one_line(e)})") from None
         check_finite(tensors, str(path))
         return tensors, meta
     obj = _read_pickle(path)
@@ -154,7 +154,7 @@ def _read_pickle(path: Path) -> Any:
             raise CheckpointError(
                 f"{path}: refused: not a PyTorch weights file (unreadable or unsupported pickle)"
             ) from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_one_line(e)})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({one_line(e)})") from None
     return obj
 
 
@@ -210,6 +210,3 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
                                   "damaged training run?)")
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= 200 else text[:197] + "..."

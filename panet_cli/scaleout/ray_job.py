@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from panet_cli.errors import PanetError
+from panet_cli.errors import PanetError, one_line
 from panet_cli.scaleout.work import FileJob, FileWorker, Item, Outcome, Settings
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def connect(address: str | None, *, quiet: bool = True) -> bool:
         ray.init(address=None if local else address, **options)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
         where = "start a local Ray cluster" if local else f"connect to the Ray cluster at {address}"
-        raise PanetError(f"cannot {where}: {_one_line(e)}") from None
+        raise PanetError(f"cannot {where}: {one_line(e, last=True, limit=300)}") from None
     return True
 
 
@@ -98,9 +98,6 @@ def disconnect() -> None:
     ray.shutdown()
 
 
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -273,7 +270,7 @@ def run(
     except Exception as e:  # noqa: BLE001 - the pipeline as a whole failed (Ray's or Ray Data's error types)
         # Per-file errors never get here (actors contain them): this is the job stopping, e.g. actors
         # that cannot start (model, device) or a lost connection. One line; what finished stands.
-        raise RayJobStopped(f"the Ray job stopped: {type(e).__name__}: {_one_line(e)}") from None
+        raise RayJobStopped(f"the Ray job stopped: {type(e).__name__}: {one_line(e, last=True, limit=300)}") from None
     finally:
         close = getattr(rows_back, "close", None)
         if close is not None:  # stops the pipeline (and its actors) when the caller stops early

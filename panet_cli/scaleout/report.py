@@ -67,8 +67,3 @@ class Report:
                 file.close()
             except OSError as e:
                 raise PanetError(f"{self.path}: cannot write the report ({e.strerror or e})") from None
-
-
-def read_report(path: str | Path) -> list[dict[str, str | None]]:
-    """The lines of a report (for scripts and tests)."""
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
