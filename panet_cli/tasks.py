@@ -159,7 +159,7 @@ TASKS: tuple[TaskSpec, ...] = (
         level=Level("sigma", "sigma", "noise sigma", 0, 255, default=25.0),
         channelwise=True, suffix="_denoised", archs=("PANet", "HalfResPANet"),
         degrade=_noisy, describe=_describe_denoise,
-        baselines=("CBM3D", "NLM (OpenCV)"), default_model="panet-denoise-blind",
+        baselines=("CBM3D", "NLM (OpenCV)"), default_model="panet-denoise",
     ),
     TaskSpec(
         "sr",

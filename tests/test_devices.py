@@ -98,3 +98,13 @@ def test_native_bf16_probe_asks_torch_then_the_cpu_flags(monkeypatch, tmp_path) 
     cpuinfo.write_text("flags\t\t: fpu\n")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     assert devices.cpu_has_native_bf16()
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    import panet_cli.devices as devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.resolve_precision(cpu, "auto") == (torch.bfloat16, None)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert devices.resolve_precision(cpu, "auto") == (torch.float32, None)
