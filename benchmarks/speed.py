@@ -7,7 +7,7 @@
 The test image is 1000 x 1000 (1.0 MP): McMaster images 1-4 (500 x 500 each) in a 2 x 2 grid,
 with Gaussian noise of sigma 25 clipped and rounded to 8 bits (seeded), i.e. a noisy 8-bit file
 as users have. Our model runs through ``restore()`` exactly as ``panet denoise`` calls it (device
-auto, fp32, tile auto, the model's own attention window); model loading is timed separately.
+auto, --precision auto, tile auto, the model's own attention window); model loading is timed separately.
 Every method is warmed up on a small crop first, then timed once on the whole image
 (:func:`panet_cli.evaluation.evaluate` does the work, so PSNR/SSIM come with the times).
 """
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model name (see `panet models list`)")
     parser.add_argument("--sigma", type=float, default=25.0, help="noise std, 0-255 scale (default 25)")
     parser.add_argument("--image", type=Path, help="clean image to use instead of the McMaster 2 x 2 grid")
+    parser.add_argument("--precision", default="auto", help="as the task commands' --precision (default auto)")
     parser.add_argument("--no-nlm", action="store_true", help="leave OpenCV non-local means out")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             descriptor = resolve_model("denoise", args.weights or args.model, level=args.sigma, device="cpu")
             load_seconds = time.perf_counter() - start
             protocol = Protocol.for_task("denoise", sigma=args.sigma, colors=descriptor.n_colors)
-            methods = [model_method(descriptor, protocol, name=f"panet denoise ({descriptor.name})")]
+            methods = [model_method(descriptor, protocol, precision=args.precision,
+                                    name=f"panet denoise ({descriptor.name}, {args.precision})")]
             methods += [m for m in baseline_methods(protocol, notice=err.print) if not (args.no_nlm and "NLM" in m.name)]
             if not any(m.name == "CBM3D" for m in methods):
                 err.print("CBM3D is the reference of this benchmark: pip install bm3d")

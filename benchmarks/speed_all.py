@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--side", type=int, default=480, help="output side in pixels (McMaster images are 500)")
     parser.add_argument("--image", type=Path, default=IMAGE)
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
 
     import torch

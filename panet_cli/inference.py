@@ -97,8 +97,8 @@ class RestoreOptions:
             three-channel image with zeros where the sensor did not sample. Models are trained on
             one pattern (RGGB); other patterns are brought into phase by padding one reflected
             row and/or column on the top/left, which shifts the pattern, and cropping it off after.
-        precision: ``fp32``/``bf16``/``fp16``; one the device cannot run well falls back (reported
-            through ``notice``).
+        precision: ``fp32``/``bf16``/``fp16``, or ``auto`` (bf16 where the device computes it natively, else
+            fp32); one the device cannot run well falls back (reported through ``notice``).
         tile: input pixels per tile side, 0 for the whole image, or ``"auto"``: the largest tile
             whose estimated memory fits ``max_memory`` bytes (default: from free RAM / GPU memory),
             up to the model's ``tile_hint`` (512; 128 where attention spans the whole tile, as in

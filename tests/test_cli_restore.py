@@ -447,3 +447,23 @@ def test_each_task_command_hands_one_typed_options_object_to_restore(tmp_path, m
         assert result.exit_code == 0, result.output
         expected = RestoreOptions(tile=32, tile_overlap=8, max_memory=2**30, **fields)
         assert seen[-1] == expected, task
+
+
+def test_default_precision_is_auto_for_8_bit_files_and_fp32_for_16_bit_ones(tmp_path, models, monkeypatch):
+    """bf16 keeps 8 mantissa bits: enough for an 8-bit file, not for a 16-bit one."""
+    import panet_cli.inference
+
+    seen: list[str] = []
+    original = panet_cli.inference.restore
+
+    def recording(image, task, *, options=None, **rest):
+        seen.append(options.precision)
+        return original(image, task, options=options, **rest)
+
+    monkeypatch.setattr(panet_cli.inference, "restore", recording)
+    (tmp_path / "deep.png").write_bytes(_png16(np.rint(photo() * 65535).astype(np.uint16)))
+    shallow = save(tmp_path / "shallow.png")
+    for source in (shallow, tmp_path / "deep.png"):
+        result = invoke("denoise", source, "-w", models["denoise"], "-q")
+        assert result.exit_code == 0, result.output
+    assert seen == ["auto", "fp32"]

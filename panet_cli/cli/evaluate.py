@@ -105,7 +105,7 @@ def eval_command(
     window: Optional[int] = typer.Option(None, min=0, help="Override the attention window (pixels; 0 = whole tile), to measure its effect."),
     no_attention: bool = typer.Option(False, "--no-attention", help="Bypass the attention block, to measure its worth."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | mps."),
-    precision: Precision = typer.Option(Precision.fp32, help="Arithmetic on the device (falls back where unsupported)."),
+    precision: Precision = typer.Option(Precision.auto, help="Arithmetic on the device, as the task commands: auto is bf16 where native (falls back where unsupported)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
     save: Optional[Path] = typer.Option(None, "--save", metavar="DIR", help="Write every method's output and a labelled comparison sheet per image under DIR."),
     crop: int = typer.Option(96, "--crop", min=8, help="--save: side of the sheets' crop in output pixels (where the methods differ most)."),

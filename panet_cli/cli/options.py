@@ -20,6 +20,7 @@ from panet_cli.tasks import Option, Task, TaskSpec  # noqa: F401 - Task: the com
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -107,7 +108,8 @@ Weights = Annotated[Optional[str], typer.Option(
 Device = Annotated[str, typer.Option("--device", rich_help_panel=_MODEL, help="auto, cpu, cuda, cuda:N or mps.")]
 PrecisionOption = Annotated[Precision, typer.Option(
     "--precision", case_sensitive=False, rich_help_panel=_MODEL,
-    help="Arithmetic precision; one the device cannot run well falls back, with a notice.")]
+    help="Arithmetic precision. auto: bf16 where the device computes it natively (same 8-bit output, several times "
+         "faster), fp32 elsewhere and for 16-bit files; a precision the device cannot run well falls back, with a notice.")]
 Tta = Annotated[bool, typer.Option(
     "--tta", rich_help_panel=_MODEL, help="Average the 8 flips/rotations (x8 slower, slightly better).")]
 Threads = Annotated[int, typer.Option(

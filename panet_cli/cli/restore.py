@@ -103,7 +103,7 @@ def task_command(task: str) -> Callable[..., None]:
         inputs: Inputs, output: Output = None, format: FormatOption = None, recursive: Recursive = False,
         overwrite: Overwrite = False, skip_existing: SkipExisting = False, quiet: Quiet = False,
         model: ModelName = None, weights: Weights = None, device: Device = "auto",
-        precision: PrecisionOption = Precision.fp32, tta: Tta = False, threads: Threads = 0, tile: Tile = "auto",
+        precision: PrecisionOption = Precision.auto, tta: Tta = False, threads: Threads = 0, tile: Tile = "auto",
         tile_overlap: TileOverlap = 16, max_memory: MaxMemory = None, shard: Shard = None,
         report: ReportFile = None, ray: Ray = None, ray_actors: RayActors = 0,
         # set by the task's own option (tasks.Option.field), if it has one

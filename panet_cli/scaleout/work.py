@@ -182,7 +182,10 @@ class FileWorker:
     def restore(self, loaded: LoadedImage, progress: Progress | None = None) -> LoadedImage:
         from panet_cli.inference import restore
 
-        restored = restore(loaded.pixels, self.settings.task, options=self.settings.options, model=self.descriptor,
+        options = self.settings.options
+        if options.precision == "auto" and loaded.bit_depth > 8:
+            options = options.replace(precision="fp32")  # bf16 keeps 8 bits of mantissa: not enough for 16-bit files
+        restored = restore(loaded.pixels, self.settings.task, options=options, model=self.descriptor,
                            device=self.device, notice=self.notice, progress=progress)
         return finish_image(loaded, restored)
 
