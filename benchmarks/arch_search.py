@@ -46,7 +46,7 @@ def main() -> None:
         keep = {int(i) for i in args.only.split(",")}
         rows = [r for r in rows if r[0] in keep]
     mp = args.size**2 / 1e6
-    print(f"| # | model | params | s/MP fp32 | s/MP bf16 | s/MP bf16 no attn | s/step bf16 no attn | s/step bf16 attn |")
+    print("| # | model | params | s/MP fp32 | s/MP bf16 | s/MP bf16 no attn | s/step bf16 no attn | s/step bf16 attn |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     x = torch.rand(1, 3, args.size, args.size).contiguous(memory_format=torch.channels_last)
     for i, (label, arch, config) in rows:

@@ -24,6 +24,25 @@ def assert_clean_exit(result: Any, code: int, *messages: str) -> None:
         assert message in result.stderr, shown
 
 
+def invoke(*args: Any, input: bytes | None = None) -> Any:
+    """``panet ARGS`` under CliRunner (stderr kept apart)."""
+    from typer.testing import CliRunner
+
+    from panet_cli.cli.app import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def errors(result: Any) -> list[str]:
+    """The ``error:`` lines of a result's stderr."""
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def assert_clean(result: Any) -> None:
+    """The command ended through its own exit (any code), not through an exception that escaped it."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+
+
 def read_report(path: str | Path) -> list[dict[str, Any]]:
     """The JSON lines of a ``--report`` file."""
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]

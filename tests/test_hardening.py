@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from panet_cli.cli.app import app
+from cli_results import assert_clean, errors, invoke
 from panet_cli.errors import CheckpointError, ImageWriteError, PanetError
 from panet_cli.images import LoadedImage, write_image
 from panet_cli.loading import load_model
@@ -43,25 +42,10 @@ def isolated(isolated_registry, tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_safetensors(path, PANet(**CONFIG).state_dict(), META)
-    return path
+def model(tiny_denoiser) -> Path:
+    return tiny_denoiser
 
 
-def invoke(*args, input: bytes | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
-
-
-def errors(result) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
-
-
-def assert_clean(result) -> None:
-    """No traceback and no stray exception: the command ended through its own exit."""
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
 
 
 def one_error(result, code: int, *needles: str) -> str:

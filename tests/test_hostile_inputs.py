@@ -18,15 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from panet_cli.cli.app import app
+from cli_results import assert_clean, errors, invoke
 from panet_cli.errors import ImageReadError
 from panet_cli.images import LoadedImage, encode_image, read_image
-from panet_cli.loading.checkpoint import save_safetensors
-from panet_cli.networks import PANet
 
 
 @pytest.fixture(autouse=True)
@@ -35,27 +31,10 @@ def isolated(isolated_registry):
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    config = {"n_resblocks": 2, "n_feats": 8, "n_colors": 3, "input_skip": True}
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_safetensors(path, PANet(**config).state_dict(),
-                     {"arch": "PANet", "config": config, "task": "denoise", "attention_enabled": False})
-    return path
+def model(tiny_denoiser) -> Path:
+    return tiny_denoiser
 
 
-def invoke(*args, input: bytes | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
-
-
-def errors(result) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
-
-
-def assert_clean(result) -> None:
-    """No traceback and no stray exception: the command ended through its own exit."""
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
 
 
 def png(path: Path, h: int = 24, w: int = 32, seed: int = 0) -> Path:

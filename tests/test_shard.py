@@ -15,8 +15,6 @@ from typer.testing import CliRunner
 from panet_cli.cli.app import app
 from panet_cli.cli.options import ray_address_optional
 from panet_cli.errors import ImageReadError
-from panet_cli.loading.checkpoint import save_safetensors
-from panet_cli.networks import PANet
 from panet_cli.scaleout.shards import parse_shard, take_shard
 from panet_cli.scaleout.work import DONE, FAILED, SKIPPED, FileWorker, Item, Settings
 from cli_results import assert_clean_exit, read_report
@@ -29,13 +27,8 @@ def isolated(isolated_registry):
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    config = {"n_resblocks": 2, "n_feats": 8, "n_colors": 3, "input_skip": True}
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_safetensors(path, PANet(**config).state_dict(),
-                     {"arch": "PANet", "config": config, "task": "denoise", "attention_enabled": False})
-    return path
+def model(tiny_denoiser) -> Path:
+    return tiny_denoiser
 
 
 def images(folder: Path, count: int, size: tuple[int, int] = (24, 32)) -> list[Path]:
