@@ -213,3 +213,25 @@ def test_training_moves_model_and_batches_to_the_device(image_folder, tmp_path, 
     bad = CliRunner().invoke(app, ["train", str(image_folder), "-o", str(tmp_path / "x.safetensors"),
                                    "--device", "tpu", "--steps", "1"])
     assert_clean_exit(bad, 1, "unknown device 'tpu'")
+
+
+def test_training_images_are_read_as_the_task_commands_read_them(tmp_path):
+    """EXIF orientation is applied and 16-bit files load: training sees the picture a user sees."""
+    import numpy as np
+    from PIL import Image
+
+    from panet_cli.training.data import list_images, load_uint8
+
+    pixels = np.zeros((20, 30, 3), dtype=np.uint8)
+    pixels[:, :10] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(pixels).save(tmp_path / "a.jpg", exif=exif.tobytes(), quality=95)
+    Image.fromarray((np.arange(20 * 30, dtype=np.uint16).reshape(20, 30) * 100)).save(tmp_path / "b.png")
+    (tmp_path / ".hidden.png").write_bytes(b"not read")
+    paths = list_images(tmp_path)
+    assert [p.name for p in paths] == ["a.jpg", "b.png"]
+    rotated, deep = load_uint8(paths, 3)
+    assert rotated.shape == (3, 30, 20)  # displayed upright: 30 rows, 20 columns
+    assert rotated[:, :10].float().mean() > 200 and rotated[:, -10:].float().mean() < 50  # white band on top
+    assert deep.shape == (3, 20, 30) and int(deep.max()) == round(599 * 100 / 65535 * 255)

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from panet_cli import images
 from panet_cli.degradations import bicubic_downscale
 from panet_cli.errors import PanetError
 from panet_cli.metrics import y_channel_8bit
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
 
 def list_images(folder: str | Path) -> list[Path]:
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    """Every image under ``folder`` (sub-folders too), sorted: the package's one lister."""
+    paths = images.list_images(folder, recursive=True)
     if not paths:
         raise PanetError(f"no images found in {folder}")
     return paths
@@ -26,7 +25,7 @@ JPEG_SUFFIXES = {".jpg", ".jpeg"}
 
 
 def load_uint8(paths: list[Path], channels: int, shrink: int = 1, shrink_jpeg_only: bool = False) -> list[torch.Tensor]:
-    """Images as (C, H, W) uint8 tensors.
+    """Images as (C, H, W) uint8 tensors, read through :func:`panet_cli.images.read_image`.
 
     ``channels`` 1 converts colour images to MATLAB's 8-bit Y (studio range), the grey images
     the grayscale benchmarks (LIVE1, classic5) are scored on, so training sees what eval sees.
@@ -37,8 +36,11 @@ def load_uint8(paths: list[Path], channels: int, shrink: int = 1, shrink_jpeg_on
     """
     out = []
     for p in paths:
-        with Image.open(p) as im:
-            rgb = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+        # read as the task commands read (EXIF orientation, 16-bit, grey, alpha dropped), then 8-bit RGB
+        pixels = images.read_image(p).pixels
+        if pixels.shape[2] == 1:
+            pixels = np.repeat(pixels, 3, axis=2)
+        rgb = torch.from_numpy(np.rint(pixels * 255).astype(np.uint8)).permute(2, 0, 1).contiguous()
         if shrink > 1 and (not shrink_jpeg_only or p.suffix.lower() in JPEG_SUFFIXES):
             small = bicubic_downscale(rgb.float().div(255)[None], shrink)[0]
             rgb = small.clamp(0, 1).mul(255).round().to(torch.uint8)
