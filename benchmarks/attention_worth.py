@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--windows", nargs="+", default=["24", "32", "48"],
                         help="window sizes, each optionally with its overlap as WINDOW:OVERLAP")
+    parser.add_argument("--precision", default="auto", help="as the task commands' --precision (default auto)")
     args = parser.parse_args()
 
     import numpy as np
@@ -46,7 +47,7 @@ def main() -> None:
                                  colors=descriptor.n_colors)
     spec = task_spec(task)
     options = RestoreOptions(level=spec.level_of(sigma=args.sigma, quality=args.quality),
-                             scale=descriptor.scale if spec.scaled else None)
+                             scale=descriptor.scale if spec.scaled else None, precision=args.precision)
 
     def variant(name: str, enabled: bool, window: tuple[int | None, int]) -> Method:
         model = descriptor.with_attention(enabled, window[0], window[1])  # shares the weights
@@ -66,7 +67,8 @@ def main() -> None:
         methods.append(variant(label, True, window))
     files = collect_images([args.set], limit=args.limit)
     report = evaluate(files, protocol, methods, dataset=Path(args.set).name)
-    print(f"{descriptor.name}: {Path(args.set).name} ({len(files)} images), {protocol.describe()}\n")
+    print(f"{descriptor.name}: {Path(args.set).name} ({len(files)} images), {protocol.describe()}, "
+          f"precision {args.precision}\n")
     print(report.markdown_means("variant"))
 
 

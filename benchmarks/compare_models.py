@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--precision", default="auto", help="as the task commands' --precision (default auto)")
     args = parser.parse_args()
 
     from panet_cli.evaluation import Protocol, baseline_methods, collect_images, evaluate, model_method
@@ -41,7 +42,8 @@ def main() -> None:
     for model in args.models:
         descriptor = resolve_model(args.task, model, scale=args.scale if task_spec(args.task).scaled else None,
                                    device="cpu")
-        methods.append(model_method(descriptor, protocol, device="cpu", name=Path(model).stem))
+        methods.append(model_method(descriptor, protocol, device="cpu", precision=args.precision,
+                                    name=Path(model).stem))
     if not args.no_baselines:
         methods += baseline_methods(protocol, notice=print)
     files = collect_images([args.set], limit=args.limit)
