@@ -26,6 +26,7 @@ from panet_cli.loading.checkpoint import save_safetensors
 from panet_cli.networks import PANet
 from panet_cli.scaleout import ray_job
 from panet_cli.scaleout.ray_job import Plan, is_address, plan_actors
+from panet_cli.inference import RestoreOptions
 from panet_cli.scaleout.work import DONE, FAILED, SKIPPED, Item, Settings
 from cli_results import assert_clean_exit, read_report
 
@@ -158,6 +159,10 @@ def test_corrupt_file_is_reported_and_the_others_written(cluster, reference, mod
 # ------------------------------------------------------------------------------------ interruptions
 
 
+# What `panet denoise` without options hands the workers (its precision is auto, the library's fp32).
+AS_THE_CLI = Settings("denoise", RestoreOptions(precision="auto"))
+
+
 def slow_actor(seconds: float):
     """RestoreActor taking ``seconds`` longer per call, so a job can be stopped midway (defined here: pickled by value)."""
 
@@ -172,7 +177,7 @@ def slow_actor(seconds: float):
 def test_interrupted_job_resumes_with_skip_existing(cluster, reference, model, tmp_path):
     folder = copy_inputs(reference, tmp_path)
     out = tmp_path / "out"
-    outcomes = ray_job.run(jobs_for(folder, out), Settings("denoise"), model, TWO_CPU_ACTORS,
+    outcomes = ray_job.run(jobs_for(folder, out), AS_THE_CLI, model, TWO_CPU_ACTORS,
                            actor_class=slow_actor(0.7))
     first = [next(outcomes), next(outcomes)]
     outcomes.close()  # the driver stops (Ctrl-C, a lost login): the pipeline and its actors go
@@ -231,7 +236,7 @@ def test_killed_actor_loses_and_duplicates_nothing(cluster, reference, model, tm
     markers.mkdir()
     jobs = jobs_for(folder, out)
     actor = flaky_actor(log, markers, kill_after_writing="deep.png", kill_while_writing="rotated.jpg")
-    outcomes = list(ray_job.run(jobs, Settings("denoise"), model, TWO_CPU_ACTORS, actor_class=actor))
+    outcomes = list(ray_job.run(jobs, AS_THE_CLI, model, TWO_CPU_ACTORS, actor_class=actor))
     assert (markers / "after").exists() and (markers / "while").exists()  # both actors really died
     assert sorted(o.job.display for o in outcomes) == sorted(j.display for j in jobs)  # each row once
     assert all(o.status == DONE for o in outcomes), [o.reason for o in outcomes]
