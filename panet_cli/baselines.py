@@ -7,6 +7,7 @@ All functions take and return float32 (H, W, C) arrays in [0, 1].
 
 from __future__ import annotations
 
+import functools
 import importlib
 import warnings
 from dataclasses import dataclass
@@ -104,19 +105,20 @@ def malvar2004(cfa: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
 # pixels per side (even, so the phase holds) give it the context it trims, and are cropped off after.
 _TO_GRBG = {"GRBG": (0, 0), "RGGB": (0, 1), "BGGR": (1, 0), "GBRG": (1, 1)}
 DEMOSAICNET_MARGIN = 40
-_demosaicnet_model: Any = None
+
+
+@functools.cache
+def _demosaicnet_network() -> Any:
+    """The released network, loaded once per process."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pkg_resources deprecation, torch.load defaults
+        return _import("demosaicnet", "demosaicnet", "demosaicnet").BayerDemosaick(pretrained=True).eval()
 
 
 def demosaicnet(cfa: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
     """Gharbi et al. 2016 (Deep joint demosaicking; the weights shipped in the demosaicnet package), fp32."""
-    global _demosaicnet_model
     import torch
 
-    if _demosaicnet_model is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pkg_resources deprecation, torch.load defaults
-            module = _import("demosaicnet", "demosaicnet", "demosaicnet")
-            _demosaicnet_model = module.BayerDemosaick(pretrained=True).eval()
     dy, dx = _TO_GRBG[pattern.upper()]
     h, w = cfa.shape[:2]
     m = DEMOSAICNET_MARGIN
@@ -128,7 +130,7 @@ def demosaicnet(cfa: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
     mosaic[2, 1::2, 0::2] = padded[1::2, 0::2]
     mosaic[1, 1::2, 1::2] = padded[1::2, 1::2]
     with torch.no_grad():
-        out = _demosaicnet_model(torch.from_numpy(mosaic)[None])[0].numpy()
+        out = _demosaicnet_network()(torch.from_numpy(mosaic)[None])[0].numpy()
     top = (padded.shape[0] - out.shape[1]) // 2
     left = (padded.shape[1] - out.shape[2]) // 2
     y0, x0 = m + dy - top, m + dx - left

@@ -87,18 +87,23 @@ def test_sdpa_uses_a_fused_kernel() -> None:
     assert (out - pyramid_attention_direct(layer, x).detach()).abs().max().item() < TOL
 
 
+def assert_same_gradients(layer, x, ours, reference) -> None:
+    """Input and parameter gradients of a weighted sum of the outputs agree between two forms of ``layer``."""
+    grads = []
+    for forward in (ours, reference):
+        layer.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        (forward(xi) * torch.linspace(-1, 1, x.shape[-1])).sum().backward()
+        grads.append([xi.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
+
+
 def test_gradients_match_direct() -> None:
     """Training backpropagates through the chunked form (in-place softmax included)."""
     layer = make_layer(channel=8, reduction=2, max_chunk_bytes=4096)
     x = torch.randn(2, 8, 13, 17, generator=torch.Generator().manual_seed(3))
-    grads = []
-    for forward in (layer, lambda t: pyramid_attention_direct(layer, t)):
-        layer.zero_grad()
-        xi = x.clone().requires_grad_(True)
-        (forward(xi) * torch.linspace(-1, 1, 17)).sum().backward()
-        grads.append([xi.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
-    for ours, reference in zip(*grads):
-        assert torch.allclose(ours, reference, atol=1e-4, rtol=1e-3)
+    assert_same_gradients(layer, x, layer, lambda t: pyramid_attention_direct(layer, t))
 
 
 def test_bf16_stays_close() -> None:
@@ -226,14 +231,7 @@ def test_windowed_gradients_match_the_straightforward_form(window: int, overlap:
     layer = make_layer(window=window, window_overlap=overlap)
     layer.window_group_bytes = 40_000  # several groups
     x = torch.randn(2, 8, 13, 17, generator=torch.Generator().manual_seed(3))
-    grads = []
-    for forward in (layer, lambda t: windowed_reference(layer, t)):
-        layer.zero_grad()
-        xi = x.clone().requires_grad_(True)
-        (forward(xi) * torch.linspace(-1, 1, 17)).sum().backward()
-        grads.append([xi.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
-    for ours, reference in zip(*grads):
-        assert torch.allclose(ours, reference, atol=1e-4, rtol=1e-3)
+    assert_same_gradients(layer, x, layer, lambda t: windowed_reference(layer, t))
 
 
 def test_windowed_bf16_is_as_close_as_the_straightforward_form() -> None:

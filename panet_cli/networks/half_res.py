@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from panet_cli.networks.blocks import attention_body, conv
-from panet_cli.networks.panet import bayer_bilinear_demosaic
+from panet_cli.networks.panet import bayer_bilinear_demosaic, check_skip_filter
 from panet_cli.networks.pyramid_attention import PyramidAttention
 
 FOLD = 2  # pixels per side folded into one feature position
@@ -41,11 +41,7 @@ class HalfResPANet(nn.Module):
         skip_filter: str | None = None,
     ) -> None:
         super().__init__()
-        if skip_filter not in (None, "bayer_bilinear"):
-            raise ValueError(f"unknown skip_filter {skip_filter!r}")
-        if skip_filter == "bayer_bilinear" and n_colors != 3:
-            raise ValueError("a Bayer bilinear skip needs 3 colour channels")
-        self.skip_filter = skip_filter
+        self.skip_filter = check_skip_filter(skip_filter, n_colors)
         folded = n_colors * FOLD * FOLD
         self.head = nn.Sequential(conv(folded, n_feats, 3))
         self.body = attention_body(

@@ -34,11 +34,7 @@ class PANet(nn.Module):
     ) -> None:
         super().__init__()
         self.input_skip = input_skip
-        self.skip_filter = skip_filter
-        if skip_filter not in (None, "bayer_bilinear"):
-            raise ValueError(f"unknown skip_filter {skip_filter!r}")
-        if skip_filter == "bayer_bilinear" and n_colors != 3:
-            raise ValueError("a Bayer bilinear skip needs 3 colour channels")
+        self.skip_filter = check_skip_filter(skip_filter, n_colors)
         self.sub_mean = MeanShift(sign=-1)
         self.add_mean = MeanShift(sign=1)
         self.head = nn.Sequential(conv(n_colors, n_feats, 3))
@@ -61,6 +57,15 @@ class PANet(nn.Module):
         if self.skip_filter is None:
             return out + x
         return out + bayer_bilinear_demosaic(x)
+
+
+def check_skip_filter(skip_filter: str | None, n_colors: int) -> str | None:
+    """``skip_filter`` if the networks know it (None or "bayer_bilinear", which needs colour), else ValueError."""
+    if skip_filter not in (None, "bayer_bilinear"):
+        raise ValueError(f"unknown skip_filter {skip_filter!r}")
+    if skip_filter == "bayer_bilinear" and n_colors != 3:
+        raise ValueError("a Bayer bilinear skip needs 3 colour channels")
+    return skip_filter
 
 
 def bayer_bilinear_demosaic(mosaic: torch.Tensor) -> torch.Tensor:

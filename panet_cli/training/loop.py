@@ -55,6 +55,11 @@ class TrainConfig:
     resume: Path | None = None
     init_from: Path | None = None
     name: str = ""
+
+    @property
+    def folders(self) -> list[Path]:
+        """``data`` as a list: one folder or several."""
+        return list(self.data) if isinstance(self.data, (list, tuple)) else [self.data]
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps; under torchrun, auto/cuda is cuda:LOCAL_RANK
 
 
@@ -138,7 +143,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     torch.manual_seed(config.seed + rank)
     random.seed(config.seed + rank)
     channels = 1 if config.network.get("n_colors", 3) == 1 else 3
-    folders = config.data if isinstance(config.data, list) else [config.data]
+    folders = config.folders
     train_paths, val_paths = split_holdout([list_images(f) for f in folders], config.val_holdout)
     train_images = load_uint8(train_paths, channels, config.shrink, config.shrink_jpeg_only)
     val_images = load_uint8(val_paths, channels, config.shrink, config.shrink_jpeg_only)
@@ -273,7 +278,7 @@ def save_model(config: TrainConfig, model: nn.Module, step: int, record: dict[st
         "attention_enabled": config.attention,
         "recipe": recipe,
         "training": {k: v for k, v in record.items()},
-        "data": ", ".join(Path(f).name for f in (config.data if isinstance(config.data, list) else [config.data])),
+        "data": ", ".join(Path(f).name for f in config.folders),
         "provenance": "trained by the panet project (panet train)",
     }
     if task_spec(config.task).scaled:
