@@ -29,10 +29,7 @@ PANET = shutil.which("panet") or str(Path(sys.executable).with_name("panet"))
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_registry):
-    """No shipped or user models leak in, one thread (tests/conftest.py)."""
-    yield
+pytestmark = pytest.mark.usefixtures("isolated_registry")  # no shipped or user models, one thread
 
 
 @pytest.fixture(scope="module")

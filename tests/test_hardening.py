@@ -41,13 +41,6 @@ def isolated(isolated_registry, tmp_path, monkeypatch):
     yield
 
 
-@pytest.fixture(scope="module")
-def model(tiny_denoiser) -> Path:
-    return tiny_denoiser
-
-
-
-
 def one_error(result, code: int, *needles: str) -> str:
     assert result.exit_code == code, result.output
     assert_clean(result)
@@ -69,35 +62,35 @@ def png(path: Path, h: int = 20, w: int = 24, seed: int = 0) -> Path:
 
 
 @pytest.mark.parametrize("which", ["input", "output"])
-def test_report_may_not_name_an_input_or_an_output(tmp_path, model, which):
+def test_report_may_not_name_an_input_or_an_output(tmp_path, tiny_denoiser, which):
     source = png(tmp_path / "rin.png")
     before = source.read_bytes()
     target = tmp_path / "out.png"
     report = source if which == "input" else target
-    result = invoke("denoise", source, "-o", target, "-w", model, "--report", report)
+    result = invoke("denoise", source, "-o", target, "-w", tiny_denoiser, "--report", report)
     one_error(result, 2, "--report", report.name)
     assert source.read_bytes() == before and not target.exists()
 
 
-def test_an_existing_report_is_replaced_only_with_overwrite(tmp_path, model):
+def test_an_existing_report_is_replaced_only_with_overwrite(tmp_path, tiny_denoiser):
     source = png(tmp_path / "a.png")
     report = tmp_path / "run.jsonl"
     report.write_text("keep me\n")
-    result = invoke("denoise", source, "-w", model, "--report", report)
+    result = invoke("denoise", source, "-w", tiny_denoiser, "--report", report)
     one_error(result, 2, "run.jsonl", "--overwrite")
     assert report.read_text() == "keep me\n" and not (tmp_path / "a_denoised.png").exists()
-    result = invoke("denoise", source, "-w", model, "--report", report, "--overwrite")
+    result = invoke("denoise", source, "-w", tiny_denoiser, "--report", report, "--overwrite")
     assert result.exit_code == 0, result.output
     assert [line["status"] for line in read_report(report)] == ["done"]
 
 
 @pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs the /dev/full device")
-def test_a_report_that_cannot_be_written_is_one_line(tmp_path, model):
-    result = invoke("denoise", png(tmp_path / "a.png"), "-w", model, "--report", "/dev/full")
+def test_a_report_that_cannot_be_written_is_one_line(tmp_path, tiny_denoiser):
+    result = invoke("denoise", png(tmp_path / "a.png"), "-w", tiny_denoiser, "--report", "/dev/full")
     one_error(result, 1, "/dev/full", "cannot write the report")
 
 
-def test_report_is_written_line_by_line_as_the_run_goes(tmp_path, model, monkeypatch):
+def test_report_is_written_line_by_line_as_the_run_goes(tmp_path, tiny_denoiser, monkeypatch):
     from panet_cli.scaleout.work import FileWorker
 
     for k in range(3):
@@ -113,7 +106,7 @@ def test_report_is_written_line_by_line_as_the_run_goes(tmp_path, model, monkeyp
         return original(self, loaded, progress)
 
     monkeypatch.setattr(FileWorker, "restore", restore)
-    result = invoke("denoise", tmp_path / "in", "-o", tmp_path / "out", "-w", model, "--report", report)
+    result = invoke("denoise", tmp_path / "in", "-o", tmp_path / "out", "-w", tiny_denoiser, "--report", report)
     assert result.exit_code != 0
     assert seen[0] == 0 and seen[2] >= 1  # lines are on disk while the run goes on
     done = read_report(report)  # and the interrupted run left what it did
@@ -123,7 +116,7 @@ def test_report_is_written_line_by_line_as_the_run_goes(tmp_path, model, monkeyp
 # -------------------------------------------------------------------------- 3: manifest paths
 
 
-def evil_manifest(tmp_path: Path, model: Path, file: str) -> Path:
+def evil_manifest(tmp_path: Path, tiny_denoiser: Path, file: str) -> Path:
     folder = tmp_path / "home" / "models"
     folder.mkdir(parents=True)
     entry = {"name": "evil", "task": "denoise", "arch": "PANet", "config": CONFIG, "colors": 3, "origin": "imported",
@@ -133,10 +126,10 @@ def evil_manifest(tmp_path: Path, model: Path, file: str) -> Path:
 
 
 @pytest.mark.parametrize("escape", ["../../victim.txt", "/ABSOLUTE/victim.txt"])
-def test_manifest_paths_outside_the_model_folder_are_refused(tmp_path, model, escape):
+def test_manifest_paths_outside_the_model_folder_are_refused(tmp_path, tiny_denoiser, escape):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    evil_manifest(tmp_path, model, escape.replace("/ABSOLUTE", str(tmp_path)))
+    evil_manifest(tmp_path, tiny_denoiser, escape.replace("/ABSOLUTE", str(tmp_path)))
     removed = invoke("models", "remove", "evil")
     one_error(removed, 1, "evil", "outside")
     assert victim.read_text() == "precious"
@@ -194,10 +187,10 @@ def test_non_finite_weights_are_refused_at_load_and_import(tmp_path, bad):
     assert not (tmp_path / "home" / "models").exists() or not list((tmp_path / "home" / "models").iterdir())
 
 
-def test_non_finite_output_is_refused_at_restore(tmp_path, model):
+def test_non_finite_output_is_refused_at_restore(tmp_path, tiny_denoiser):
     from panet_cli.inference import restore
 
-    descriptor = load_model(model)
+    descriptor = load_model(tiny_denoiser)
     with torch.no_grad():
         descriptor.model.tail[-1].weight.fill_(float("inf"))
     with pytest.raises(PanetError, match="NaN or infinite"):
@@ -207,11 +200,11 @@ def test_non_finite_output_is_refused_at_restore(tmp_path, model):
 # ---------------------------------------------------------------------------- 7: too-long names
 
 
-def test_an_output_name_too_long_fails_that_image_and_the_run_goes_on(tmp_path, model):
+def test_an_output_name_too_long_fails_that_image_and_the_run_goes_on(tmp_path, tiny_denoiser):
     folder = tmp_path / "in"
     long_one = png(folder / ("x" * 245 + ".png"))
     png(folder / "short.png", seed=1)
-    result = invoke("denoise", folder, "-w", model)
+    result = invoke("denoise", folder, "-w", tiny_denoiser)
     line = one_error(result, 1, long_one.name[:40])
     assert "too long" in line.lower()
     assert (folder / "short_denoised.png").is_file()
@@ -227,28 +220,28 @@ def test_an_output_name_too_long_fails_that_image_and_the_run_goes_on(tmp_path, 
     ({"name": "x", "task": "denoise", "level": "high"}, "level"),
     ("not an object", "models[0]"),
 ])
-def test_a_malformed_user_manifest_is_one_line_from_every_command(tmp_path, model, entry, field):
+def test_a_malformed_user_manifest_is_one_line_from_every_command(tmp_path, tiny_denoiser, entry, field):
     manifest = tmp_path / "home" / "models" / "manifest.json"
     manifest.parent.mkdir(parents=True)
     manifest.write_text(json.dumps({"format": 1, "models": [entry]}))
     source = png(tmp_path / "a.png")
     for args in (("models", "list"), ("models", "info", "x"), ("models", "remove", "x"), ("denoise", source),
-                 ("models", "import", model, "--name", "other")):
+                 ("models", "import", tiny_denoiser, "--name", "other")):
         one_error(invoke(*args), 1, str(manifest), field)
 
 
 # ------------------------------------------------------------------------ 9: unwritable model folder
 
 
-def test_import_when_panet_home_is_a_file(tmp_path, model, monkeypatch):
+def test_import_when_panet_home_is_a_file(tmp_path, tiny_denoiser, monkeypatch):
     home = tmp_path / "home-file"
     home.write_text("not a folder")
     monkeypatch.setenv("PANET_HOME", str(home))
-    one_error(invoke("models", "import", model, "--name", "tiny"), 1, "home-file")
+    one_error(invoke("models", "import", tiny_denoiser, "--name", "tiny"), 1, "home-file")
     assert home.read_text() == "not a folder"
 
 
-def test_import_on_a_full_disk(tmp_path, model, monkeypatch):
+def test_import_on_a_full_disk(tmp_path, tiny_denoiser, monkeypatch):
     real_open = open
 
     def full(path, mode="r", *args, **kwargs):
@@ -259,7 +252,7 @@ def test_import_on_a_full_disk(tmp_path, model, monkeypatch):
         return f
 
     monkeypatch.setattr("builtins.open", full)
-    result = invoke("models", "import", model, "--name", "tiny")
+    result = invoke("models", "import", tiny_denoiser, "--name", "tiny")
     monkeypatch.undo()
     one_error(result, 1, "No space left on device")
     folder = tmp_path / "home" / "models"
@@ -294,12 +287,12 @@ def test_tile_values_that_are_not_plain_digits_name_the_option(tmp_path, value):
 # ----------------------------------------------------------------------- 17: temporaries and SIGTERM
 
 
-def test_stale_temporaries_of_ours_are_removed_by_the_next_run(tmp_path, model):
+def test_stale_temporaries_of_ours_are_removed_by_the_next_run(tmp_path, tiny_denoiser):
     import fcntl
 
     png(tmp_path / "in" / "a.png")
     out = tmp_path / "out"
-    assert invoke("denoise", tmp_path / "in", "-o", out, "-w", model).exit_code == 0
+    assert invoke("denoise", tmp_path / "in", "-o", out, "-w", tiny_denoiser).exit_code == 0
     stale = out / ".panet-k2j4_x9q.png"
     stale.write_bytes(b"half an image")
     live = out / ".panet-abcd1234.png"
@@ -310,7 +303,7 @@ def test_stale_temporaries_of_ours_are_removed_by_the_next_run(tmp_path, model):
     other.write_text("mine")
     with open(live, "rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # its writer is alive
-        result = invoke("denoise", tmp_path / "in", "-o", out, "-w", model, "--skip-existing")
+        result = invoke("denoise", tmp_path / "in", "-o", out, "-w", tiny_denoiser, "--skip-existing")
     assert result.exit_code == 0, result.output
     assert not stale.exists() and live.exists() and other.exists()
 
@@ -332,13 +325,13 @@ main()
 """
 
 
-def test_sigterm_cleans_up_like_sigint(tmp_path, model):
+def test_sigterm_cleans_up_like_sigint(tmp_path, tiny_denoiser):
     source = png(tmp_path / "in" / "a.png")
     png(tmp_path / "in" / "b.png", seed=1)
     out, marker = tmp_path / "out", tmp_path / "marker"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", SIGTERM_SCRIPT, str(marker), "denoise", str(source.parent),
-                             "-o", str(out), "-w", str(model), "--threads", "1"], env=env,
+                             "-o", str(out), "-w", str(tiny_denoiser), "--threads", "1"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not marker.exists() and time.time() < deadline and proc.poll() is None:
@@ -355,18 +348,18 @@ def test_sigterm_cleans_up_like_sigint(tmp_path, model):
 # ------------------------------------------------------------------------ 18: eval without skimage
 
 
-def test_eval_without_scikit_image_reports_psnr_and_names_the_extra(tmp_path, model, monkeypatch):
+def test_eval_without_scikit_image_reports_psnr_and_names_the_extra(tmp_path, tiny_denoiser, monkeypatch):
     png(tmp_path / "bench" / "1.png", 24, 24)
     for name in ("skimage", "skimage.metrics"):
         monkeypatch.setitem(sys.modules, name, None)  # import fails as if it were not installed
-    result = invoke("eval", tmp_path / "bench", "-w", model, "--task", "denoise", "--json")
+    result = invoke("eval", tmp_path / "bench", "-w", tiny_denoiser, "--task", "denoise", "--json")
     assert result.exit_code == 0, result.output
     assert_clean(result)
     data = json.loads(result.stdout)
     mean = data["mean"][data["methods"][0]]
     assert mean["psnr"] > 0 and mean["ssim"] is None
     assert "[bench]" in result.stderr and "SSIM" in result.stderr
-    table = invoke("eval", tmp_path / "bench", "-w", model, "--task", "denoise")
+    table = invoke("eval", tmp_path / "bench", "-w", tiny_denoiser, "--task", "denoise")
     assert table.exit_code == 0, table.output
     assert "nan" not in table.stdout.lower()
 

@@ -25,16 +25,7 @@ from panet_cli.errors import ImageReadError
 from panet_cli.images import LoadedImage, encode_image, read_image
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_registry):
-    yield
-
-
-@pytest.fixture(scope="module")
-def model(tiny_denoiser) -> Path:
-    return tiny_denoiser
-
-
+pytestmark = pytest.mark.usefixtures("isolated_registry")  # no shipped or user models, one thread
 
 
 def png(path: Path, h: int = 24, w: int = 32, seed: int = 0) -> Path:
@@ -66,11 +57,11 @@ def test_tifffile_path_checks_the_pixel_limit_before_decoding(tmp_path, monkeypa
     assert read_image(bomb, max_pixels=120_000).pixels.shape == (300, 400, 1)  # within the limit it reads
 
 
-def test_tifffile_bomb_through_the_cli_uses_pillows_limit(tmp_path, model, monkeypatch):
+def test_tifffile_bomb_through_the_cli_uses_pillows_limit(tmp_path, tiny_denoiser, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
     bomb = tmp_path / "bomb.tif"
     bomb.write_bytes(tiff_grey_alpha(200, 100))
-    result = invoke("denoise", bomb, "-w", model)
+    result = invoke("denoise", bomb, "-w", tiny_denoiser)
     assert result.exit_code == 1
     assert_clean(result)
     assert len(errors(result)) == 1 and "bomb.tif" in errors(result)[0] and "decompression bomb" in errors(result)[0]
@@ -92,10 +83,10 @@ def broken_tiffs(folder: Path) -> list[Path]:
     return [cut, garbage]
 
 
-def test_broken_tiffs_are_one_line_each_and_the_folder_goes_on(tmp_path, model):
+def test_broken_tiffs_are_one_line_each_and_the_folder_goes_on(tmp_path, tiny_denoiser):
     bad = broken_tiffs(tmp_path / "in")
     png(tmp_path / "in" / "good.png")
-    result = invoke("denoise", tmp_path / "in", "-o", tmp_path / "out", "-w", model)
+    result = invoke("denoise", tmp_path / "in", "-o", tmp_path / "out", "-w", tiny_denoiser)
     assert result.exit_code == 1
     assert_clean(result)
     lines = errors(result)
@@ -140,25 +131,25 @@ def corrupt_exif_jpeg(path: Path) -> Path:
     return path
 
 
-def test_corrupt_exif_is_a_note_and_nothing_leaks_with_quiet(tmp_path, model):
+def test_corrupt_exif_is_a_note_and_nothing_leaks_with_quiet(tmp_path, tiny_denoiser):
     source = corrupt_exif_jpeg(tmp_path / "exif.jpg")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning escaping read_image would fail here
         image = read_image(source)
     assert any("exif.jpg" in note and "EXIF" in note for note in image.notes), image.notes
 
-    loud = invoke("denoise", source, "-o", tmp_path / "a.png", "-w", model)
+    loud = invoke("denoise", source, "-o", tmp_path / "a.png", "-w", tiny_denoiser)
     assert loud.exit_code == 0, loud.output
     assert_clean(loud)
     notes = [line for line in loud.stderr.splitlines() if "EXIF" in line]
     assert len(notes) == 1 and notes[0].startswith("note: ") and "exif.jpg" in notes[0], loud.stderr
     assert "Warning" not in loud.stderr and "warn" not in loud.stderr
 
-    quiet = invoke("denoise", source, "-o", tmp_path / "b.png", "-w", model, "-q")
+    quiet = invoke("denoise", source, "-o", tmp_path / "b.png", "-w", tiny_denoiser, "-q")
     assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
 
 
-def test_tifffile_log_lines_and_numpy_warnings_do_not_reach_stderr(tmp_path, model, monkeypatch):
+def test_tifffile_log_lines_and_numpy_warnings_do_not_reach_stderr(tmp_path, tiny_denoiser, monkeypatch):
     import panet_cli.images as images
 
     source = tmp_path / "grey_alpha.tif"
@@ -173,7 +164,7 @@ def test_tifffile_log_lines_and_numpy_warnings_do_not_reach_stderr(tmp_path, mod
         return original(data, label, max_pixels)
 
     monkeypatch.setattr(images, "_read_tiff16", chatty)
-    result = invoke("denoise", source, "-o", tmp_path / "out.tif", "-w", model, "-q")
+    result = invoke("denoise", source, "-o", tmp_path / "out.tif", "-w", tiny_denoiser, "-q")
     assert result.exit_code == 0, result.output
     assert result.stderr == "", result.stderr
 
@@ -189,13 +180,13 @@ def test_non_finite_pixels_are_refused_on_writing_without_a_warning():
 # --------------------------------------------------------------------------- 12: bounded input reads
 
 
-def test_a_link_to_dev_zero_is_refused_after_a_bounded_read(tmp_path, model, monkeypatch):
+def test_a_link_to_dev_zero_is_refused_after_a_bounded_read(tmp_path, tiny_denoiser, monkeypatch):
     link = tmp_path / "z.png"
     link.symlink_to("/dev/zero")
     with pytest.raises(ImageReadError, match=r"z\.png: .*more than"):
         read_image(link, max_pixels=1000)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    result = invoke("denoise", link, "-o", tmp_path / "out.png", "-w", model)
+    result = invoke("denoise", link, "-o", tmp_path / "out.png", "-w", tiny_denoiser)
     assert result.exit_code == 1
     assert_clean(result)
     assert len(errors(result)) == 1 and "z.png" in errors(result)[0] and "more than" in errors(result)[0]
@@ -223,9 +214,9 @@ def test_a_fifo_is_read_only_as_far_as_the_limit(tmp_path):
     assert len(sent) < 64  # the reader stopped early: the writer's pipe broke
 
 
-def test_stdin_is_read_only_as_far_as_the_limit(tmp_path, model, monkeypatch):
+def test_stdin_is_read_only_as_far_as_the_limit(tmp_path, tiny_denoiser, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    result = invoke("denoise", "-", "-o", tmp_path / "out.png", "-w", model, input=b"\x00" * (40 * 2**20))
+    result = invoke("denoise", "-", "-o", tmp_path / "out.png", "-w", tiny_denoiser, input=b"\x00" * (40 * 2**20))
     assert result.exit_code == 1
     assert_clean(result)
     assert len(errors(result)) == 1 and "<stdin>" in errors(result)[0] and "more than" in errors(result)[0]
@@ -263,11 +254,11 @@ def test_16bit_png_colour_key_becomes_alpha(tmp_path):
     assert np.array_equal(image.alpha, expected)
 
 
-def test_colour_key_png_keeps_its_transparency_through_the_cli(tmp_path, model):
+def test_colour_key_png_keeps_its_transparency_through_the_cli(tmp_path, tiny_denoiser):
     im = Image.new("RGB", (24, 20), (10, 20, 30))
     im.paste((200, 100, 50), (0, 0, 12, 20))
     im.save(tmp_path / "key.png", transparency=(10, 20, 30))
-    result = invoke("denoise", tmp_path / "key.png", "-w", model)
+    result = invoke("denoise", tmp_path / "key.png", "-w", tiny_denoiser)
     assert result.exit_code == 0, result.output
     out = Image.open(tmp_path / "key_denoised.png")
     assert out.mode == "RGBA"
@@ -279,12 +270,12 @@ def test_colour_key_png_keeps_its_transparency_through_the_cli(tmp_path, model):
 
 
 @pytest.mark.parametrize("fmt,suffix", [("GIF", ".gif"), ("WEBP", ".webp")])
-def test_animated_input_says_only_the_first_frame_is_restored(tmp_path, model, fmt, suffix):
+def test_animated_input_says_only_the_first_frame_is_restored(tmp_path, tiny_denoiser, fmt, suffix):
     frames = [Image.fromarray(np.full((20, 24, 3), 40 * k, np.uint8)) for k in range(3)]
     source = tmp_path / f"anim{suffix}"
     frames[0].save(source, fmt, save_all=True, append_images=frames[1:])
     assert any("3 frames" in note for note in read_image(source).notes)
-    result = invoke("denoise", source, "-o", tmp_path / "out.png", "-w", model)
+    result = invoke("denoise", source, "-o", tmp_path / "out.png", "-w", tiny_denoiser)
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:") and "frames" in line]
     assert len(notes) == 1 and source.name in notes[0] and "first" in notes[0], result.stderr

@@ -20,15 +20,7 @@ from panet_cli.scaleout.work import DONE, FAILED, SKIPPED, FileWorker, Item, Set
 from cli_results import assert_clean_exit, read_report
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_registry):
-    """No shipped or user models leak in, one thread (tests/conftest.py)."""
-    yield
-
-
-@pytest.fixture(scope="module")
-def model(tiny_denoiser) -> Path:
-    return tiny_denoiser
+pytestmark = pytest.mark.usefixtures("isolated_registry")  # no shipped or user models, one thread
 
 
 def images(folder: Path, count: int, size: tuple[int, int] = (24, 32)) -> list[Path]:
@@ -63,13 +55,13 @@ def test_shards_cover_every_item_exactly_once(count):
     assert max(map(len, slices)) - min(map(len, slices)) <= 1
 
 
-def test_cli_shards_cover_every_input_once_even_as_outputs_appear(tmp_path, model):
+def test_cli_shards_cover_every_input_once_even_as_outputs_appear(tmp_path, tiny_denoiser):
     """Three array members, one after the other, outputs next to the inputs: each image is done by exactly one."""
     inputs = images(tmp_path / "in", 7)
     done: dict[str, int] = {}
     for i in range(3):
         report = tmp_path / f"shard{i}.jsonl"
-        result = invoke("denoise", tmp_path / "in", "-w", model, "--shard", f"{i}/3", "--report", report)
+        result = invoke("denoise", tmp_path / "in", "-w", tiny_denoiser, "--shard", f"{i}/3", "--report", report)
         assert result.exit_code == 0, result.stderr
         assert f"shard {i}/3" in result.stderr
         for line in read_report(report):
@@ -80,7 +72,7 @@ def test_cli_shards_cover_every_input_once_even_as_outputs_appear(tmp_path, mode
 
     # A resubmitted member sees the same slice and, with --skip-existing, redoes nothing.
     again = tmp_path / "again.jsonl"
-    assert invoke("denoise", tmp_path / "in", "-w", model, "--shard", "1/3", "--skip-existing",
+    assert invoke("denoise", tmp_path / "in", "-w", tiny_denoiser, "--shard", "1/3", "--skip-existing",
                   "--report", again).exit_code == 0
     lines = read_report(again)
     assert {line["status"] for line in lines} == {SKIPPED}
@@ -88,8 +80,8 @@ def test_cli_shards_cover_every_input_once_even_as_outputs_appear(tmp_path, mode
 
 
 @pytest.mark.parametrize("value", ["3/3", "x", "1/0"])
-def test_bad_shard_is_a_usage_error(tmp_path, model, value):
-    result = invoke("denoise", images(tmp_path, 1)[0], "-w", model, "--shard", value)
+def test_bad_shard_is_a_usage_error(tmp_path, tiny_denoiser, value):
+    result = invoke("denoise", images(tmp_path, 1)[0], "-w", tiny_denoiser, "--shard", value)
     assert result.exit_code == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"--shard {value}" in errors[0], result.stderr
@@ -98,11 +90,11 @@ def test_bad_shard_is_a_usage_error(tmp_path, model, value):
 # ----------------------------------------------------------------------------------------- reports
 
 
-def test_report_of_a_local_run_with_a_corrupt_file(tmp_path, model):
+def test_report_of_a_local_run_with_a_corrupt_file(tmp_path, tiny_denoiser):
     good = images(tmp_path / "in", 2)
     (tmp_path / "in" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     report = tmp_path / "logs" / "run.jsonl"
-    result = invoke("denoise", tmp_path / "in", "-o", tmp_path / "out", "-w", model, "--report", report)
+    result = invoke("denoise", tmp_path / "in", "-o", tmp_path / "out", "-w", tiny_denoiser, "--report", report)
     assert result.exit_code == 1
     lines = {Path(line["path"]).name: line for line in read_report(report)}
     assert lines["bad.png"]["status"] == FAILED and "bad.png" in lines["bad.png"]["reason"]
@@ -202,22 +194,22 @@ def test_ray_address_is_optional(args, expected):
     assert ray_address_optional(args) == expected
 
 
-def test_ray_with_stdin_or_stdout_is_a_usage_error(tmp_path, model):
+def test_ray_with_stdin_or_stdout_is_a_usage_error(tmp_path, tiny_denoiser):
     source = images(tmp_path, 1)[0]
     for args in (("-", "--ray"), (source, "-o", "-", "--ray")):
-        result = invoke("denoise", *args, "-w", model)
+        result = invoke("denoise", *args, "-w", tiny_denoiser)
         assert result.exit_code == 2 and "--ray" in result.stderr, result.stderr
 
 
-def test_ray_missing_is_one_line(tmp_path, model, monkeypatch):
+def test_ray_missing_is_one_line(tmp_path, tiny_denoiser, monkeypatch):
     """Without the extra installed, --ray says how to get it; nothing else imports Ray."""
     import sys
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     source = images(tmp_path, 1)[0]
-    result = invoke("denoise", source, "-w", model, "--ray")
+    result = invoke("denoise", source, "-w", tiny_denoiser, "--ray")
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and 'pip install "panet[ray]"' in errors[0], result.stderr
     assert_clean_exit(result, 1, 'pip install "panet[ray]"')
-    assert invoke("denoise", source, "-w", model).exit_code == 0  # local runs never need it
+    assert invoke("denoise", source, "-w", tiny_denoiser).exit_code == 0  # local runs never need it

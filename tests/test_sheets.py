@@ -21,10 +21,7 @@ from panet_cli.sheets import GAP, LINE_HEIGHT, differ_most, enlarge
 H, W = 36, 44  # the tiny clean images
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_registry):
-    """No shipped or user models leak in, one thread (tests/conftest.py)."""
-    yield
+pytestmark = pytest.mark.usefixtures("isolated_registry")  # no shipped or user models, one thread
 
 
 def _clean(seed: int) -> np.ndarray:
