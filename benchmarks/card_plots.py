@@ -90,18 +90,20 @@ def figures_for(path: Path, meta: dict[str, Any], figures: dict[str, dict[str, A
 
 
 def _validation(meta: dict[str, Any]) -> str:
-    """The validation protocol in words, from the recipe stored with the weights."""
+    """The validation protocol in words, from the recipe stored with the weights (the task table's wording)."""
+    from panet_cli.tasks import TASK_NAMES, task_spec
+
     recipe = meta.get("recipe") or {}
     task = meta.get("task") or recipe.get("task")
-    if task == "denoise":
-        return f"noise sigma {recipe.get('val_sigma', '?'):g}" if "val_sigma" in recipe else "denoising"
-    if task == "car":
-        return f"JPEG q{recipe.get('val_quality', '?')}"
-    if task == "sr":
-        return f"x{meta.get('scale', recipe.get('scale', '?'))}, PSNR on Y"
-    if task == "demosaic":
-        return f"{recipe.get('pattern', 'RGGB')} mosaic"
-    return str(task or "")
+    if task not in TASK_NAMES:
+        return str(task or "")
+    fields = {"pattern": "RGGB", **recipe}
+    if "scale" in meta:
+        fields["scale"] = meta["scale"]
+    try:
+        return task_spec(task).validation.format(**fields)
+    except (KeyError, ValueError):  # an older recipe without the field: the task's name says enough
+        return str(task)
 
 
 def _save(fig, path: Path) -> None:

@@ -96,6 +96,7 @@ class TaskSpec:
     y_channel: bool = False  # eval scores the Y of RGB outputs, shaving ``scale`` pixels (evaluation)
     degrade: Callable[..., tuple[Any, Any]] | None = None  # clean -> (input, target); see _noisy (evaluation, training)
     describe: Callable[[Any], str] | None = None  # a protocol in words (evaluation)
+    validation: str = ""  # the training validation in words, formatted with a stored recipe (card plots)
     baselines: tuple[str, ...] = ()  # names in panet_cli.baselines.BASELINES (evaluation)
     default_model: str = ""  # the registry's first choice when nothing more specific fits (registry)
 
@@ -158,7 +159,7 @@ TASKS: tuple[TaskSpec, ...] = (
                 keyword="level"),),
         level=Level("sigma", "sigma", "noise sigma", 0, 255, default=25.0),
         channelwise=True, suffix="_denoised", archs=("PANet", "HalfResPANet"),
-        degrade=_noisy, describe=_describe_denoise,
+        degrade=_noisy, describe=_describe_denoise, validation="noise sigma {val_sigma:g}",
         baselines=("CBM3D", "NLM (OpenCV)"), default_model="panet-denoise",
     ),
     TaskSpec(
@@ -168,6 +169,7 @@ TASKS: tuple[TaskSpec, ...] = (
                 help="Upscaling factor 2, 3 or 4 (default: 4, or the --weights' own)."),),
         scaled=True, suffix="_x{scale}", archs=("PAEDSR",), model_colors=3, y_channel=True,
         degrade=_downscaled, describe=lambda p: f"SR x{p.scale} (MATLAB bicubic LR)",
+        validation="x{scale}, PSNR on Y",
         baselines=("Bicubic",), default_model="panet-sr-x4",
     ),
     TaskSpec(
@@ -180,7 +182,7 @@ TASKS: tuple[TaskSpec, ...] = (
         # re-encoding as JPEG would bring the artifacts back
         suffix="_car", forced_format="PNG", archs=("PANet", "HalfResPANet"),
         score_colors=1,  # the papers' JPEG benchmarks are grey (Y); a colour model is scored on RGB
-        degrade=_jpeg,
+        degrade=_jpeg, validation="JPEG q{val_quality}",
         describe=lambda p: f"JPEG q{p.level:g} ({'grey Y' if p.colors == 1 else 'colour 4:2:0'}, Pillow)",
         baselines=("JPEG (decoded)",), default_model="panet-car-gray",
     ),
@@ -191,6 +193,7 @@ TASKS: tuple[TaskSpec, ...] = (
                 help="Bayer pattern of the input (a one-channel CFA, or RGB with zeros at unsampled positions)."),),
         bayer=True, suffix="_demosaiced", archs=("PANet", "HalfResPANet"), model_colors=3,
         degrade=_cfa, describe=lambda p: f"demosaic {p.pattern} (Bayer mosaic of the 8-bit RGB)",
+        validation="{pattern} mosaic",
         baselines=("Menon2007", "Malvar2004", "demosaicnet"), default_model="panet-demosaic",
     ),
 )

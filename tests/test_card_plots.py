@@ -76,3 +76,15 @@ def test_figures_come_from_metadata_first_and_absent_ones_are_skipped(card_plots
     _png(out / "stored_attention.png")
     assert not (out / "bare_curve.png").exists() and not (out / "bare_attention.png").exists()
     assert "bare.safetensors: no curve figures (skipped)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("meta", "words"), [
+    ({"task": "denoise", "recipe": {"val_sigma": 50.0}}, "noise sigma 50"),
+    ({"task": "car", "recipe": {"val_quality": 20}}, "JPEG q20"),
+    ({"task": "sr", "scale": 3, "recipe": {"scale": 4}}, "x3, PSNR on Y"),  # the model's own scale wins
+    ({"task": "demosaic", "recipe": {}}, "RGGB mosaic"),
+    ({"task": "denoise", "recipe": {}}, "denoise"),  # an old recipe without the field
+    ({"task": "inpaint"}, "inpaint"),
+])
+def test_validation_in_words_follows_the_task_table(card_plots, meta, words):
+    assert card_plots._validation(meta) == words
