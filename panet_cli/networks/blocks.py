@@ -82,3 +82,8 @@ def attention_body(
     blocks = [ResBlock(n_feats, activation(), res_scale) for _ in range(n_resblocks)]
     half = n_resblocks // 2
     return nn.Sequential(*blocks[:half], attention(), *blocks[half:], conv(n_feats, n_feats, 3))
+
+
+def body_attention(body: nn.Sequential) -> nn.Module:
+    """The attention of an ``attention_body``: after n/2 blocks, before the other n/2 and the closing conv."""
+    return body[(len(body) - 2) // 2]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from panet_cli.networks.blocks import attention_body, conv
+from panet_cli.networks.blocks import attention_body, body_attention, conv
 from panet_cli.networks.panet import bayer_bilinear_demosaic, check_skip_filter
 from panet_cli.networks.pyramid_attention import PyramidAttention
 
@@ -56,7 +56,7 @@ class HalfResPANet(nn.Module):
     @property
     def attention(self) -> PyramidAttention:
         """The attention layer, stored as ``body.N`` in the middle of the body."""
-        return self.body[(len(self.body) - 2) // 2]
+        return body_attention(self.body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

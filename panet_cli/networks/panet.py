@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from panet_cli.networks.blocks import MeanShift, attention_body, conv
+from panet_cli.networks.blocks import MeanShift, attention_body, body_attention, conv
 from panet_cli.networks.pyramid_attention import PyramidAttention
 
 
@@ -47,7 +47,7 @@ class PANet(nn.Module):
     @property
     def attention(self) -> PyramidAttention:
         """The attention layer (stored only as ``body.N``, as in the published checkpoints)."""
-        return self.body[(len(self.body) - 2) // 2]
+        return body_attention(self.body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.head(x)
