@@ -235,3 +235,34 @@ def test_training_images_are_read_as_the_task_commands_read_them(tmp_path):
     assert rotated.shape == (3, 30, 20)  # displayed upright: 30 rows, 20 columns
     assert rotated[:, :10].float().mean() > 200 and rotated[:, -10:].float().mean() < 50  # white band on top
     assert deep.shape == (3, 20, 30) and int(deep.max()) == round(599 * 100 / 65535 * 255)
+
+
+def test_colour_augmentation_keeps_luma_and_range_and_changes_hue():
+    from panet_cli.training.data import colour_augment
+
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(16, 3, 8, 8, generator=g) * 0.5 + 0.25  # mid-range: no clipping at 1.8x saturation
+    out = colour_augment(rgb, torch.Generator().manual_seed(1))
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert out.shape == rgb.shape and out.min() >= 0 and out.max() <= 1
+    # the channel order changes the luma; the saturation factor does not: each crop keeps the luma of
+    # some permutation of its channels
+    perms = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    for before, after in zip(rgb, out):
+        luma = (after * weights[0]).sum(0)
+        assert min(float((luma - (before[list(p)] * weights[0]).sum(0)).abs().max()) for p in perms) < 1e-5
+    assert not torch.allclose(out, rgb)
+    again = colour_augment(rgb, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # seeded: a resumed run draws the same
+
+
+def test_colour_augmented_training_is_recorded_and_grey_models_ignore_it(image_folder, tmp_path):
+    from panet_cli.training.data import CropSampler, load_uint8, list_images
+
+    out = tmp_path / "m.safetensors"
+    train(_config(image_folder, out, steps=2, val_every=2, colour_aug=True), log=lambda m: None)
+    _, meta = read_safetensors(out)
+    assert meta["training"]["stages"][-1]["colour_aug"] is True
+    grey = load_uint8(list_images(image_folder), channels=1)
+    sampler = CropSampler(grey, 16, seed=0, colour=True)
+    assert not sampler.colour and sampler.batch(2).shape == (2, 1, 16, 16)

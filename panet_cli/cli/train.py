@@ -34,6 +34,9 @@ def train_command(
     ),
     shrink_jpeg_only: bool = typer.Option(False, help="Apply --shrink to JPEG files only (lossless ones keep full colour)."),
     sample_by_area: bool = typer.Option(False, help="Pick crops' images by pixel count, not uniformly (mixed-size folders)."),
+    colour_aug: bool = typer.Option(
+        False, help="Shuffle each crop's colour channels and scale its saturation (colour models: more saturated hues)."
+    ),
     val_holdout: int = typer.Option(8, help="Images held out for validation from the end of each folder."),
     val_crop: int = typer.Option(96, help="Side of the centre crop validated per held-out image."),
     batch: int = typer.Option(16, help="Crops per step (per process under torchrun)."),
@@ -90,7 +93,7 @@ def train_command(
                                quality_sampling=quality_sampling, scale=scale, pattern=pattern)
     config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
                          attention=attention, patch=patch, shrink=shrink, shrink_jpeg_only=shrink_jpeg_only,
-                         sample_by_area=sample_by_area, val_holdout=val_holdout, val_crop=val_crop, batch=batch, steps=steps, lr=lr,
+                         sample_by_area=sample_by_area, colour_aug=colour_aug, val_holdout=val_holdout, val_crop=val_crop, batch=batch, steps=steps, lr=lr,
                          val_every=val_every, precision=precision, threads=threads, device=device, compile=compile_network, seed=seed,
                          resume=resume, init_from=init_from)
     with user_errors(console):

@@ -41,6 +41,7 @@ class TrainConfig:
     shrink: int = 1
     shrink_jpeg_only: bool = False
     sample_by_area: bool = False
+    colour_aug: bool = False
     batch: int = 16
     steps: int = 1000
     lr: float = 2e-4
@@ -55,12 +56,12 @@ class TrainConfig:
     resume: Path | None = None
     init_from: Path | None = None
     name: str = ""
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps; under torchrun, auto/cuda is cuda:LOCAL_RANK
 
     @property
     def folders(self) -> list[Path]:
         """``data`` as a list: one folder or several."""
         return list(self.data) if isinstance(self.data, (list, tuple)) else [self.data]
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps; under torchrun, auto/cuda is cuda:LOCAL_RANK
 
 
 def training_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -147,7 +148,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     train_paths, val_paths = split_holdout([list_images(f) for f in folders], config.val_holdout)
     train_images = load_uint8(train_paths, channels, config.shrink, config.shrink_jpeg_only)
     val_images = load_uint8(val_paths, channels, config.shrink, config.shrink_jpeg_only)
-    sampler = CropSampler(train_images, config.patch, seed=config.seed * 1000 + rank, by_area=config.sample_by_area)
+    sampler = CropSampler(train_images, config.patch, seed=config.seed * 1000 + rank, by_area=config.sample_by_area,
+                          colour=config.colour_aug)
     val_clean = center_crops(val_images, min(config.val_crop, *(min(v.shape[1:]) for v in val_images)))
     val_input, val_target = make_pair(config.recipe, val_clean, torch.Generator().manual_seed(1234), validation=True)
     val_input, val_target = val_input.to(device), val_target.to(device)
