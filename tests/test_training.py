@@ -257,7 +257,7 @@ def test_colour_augmentation_keeps_luma_and_range_and_changes_hue():
 
 
 def test_colour_augmented_training_is_recorded_and_grey_models_ignore_it(image_folder, tmp_path):
-    from panet_cli.training.data import CropSampler, load_uint8, list_images
+    from panet_cli.training.data import CropSampler, list_images, load_uint8
 
     out = tmp_path / "m.safetensors"
     train(_config(image_folder, out, steps=2, val_every=2, colour_aug=True), log=lambda m: None)
