@@ -238,10 +238,14 @@ def _run_adapted(array: np.ndarray, channelwise: bool, descriptor: ModelDescript
     return ycbcr_to_rgb(np.concatenate([luma, chroma], axis=2))
 
 
+BT601_LUMA = (0.299, 0.587, 0.114)  # R, G, B weights of luma (ITU-R BT.601, as JPEG)
+
+
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """Full-range YCbCr (ITU-R BT.601, as JPEG), all channels in [0, 1]."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
+    kr, kg, kb = BT601_LUMA
+    y = kr * r + kg * g + kb * b
     cb = 0.5 + (b - y) * (0.5 / 0.886)
     cr = 0.5 + (r - y) * (0.5 / 0.701)
     return np.stack([y, cb, cr], axis=-1).astype(np.float32)

@@ -10,6 +10,7 @@ import torch
 from panet_cli import images
 from panet_cli.degradations import bicubic_downscale
 from panet_cli.errors import PanetError
+from panet_cli.inference import BT601_LUMA
 from panet_cli.metrics import y_channel_8bit
 
 
@@ -126,7 +127,7 @@ def colour_augment(rgb: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     shuffled = torch.gather(rgb, 1, order[:, :, None, None].expand_as(rgb))
     low, high = (float(np.log(v)) for v in SATURATION_RANGE)
     factor = torch.exp(torch.empty(n, 1, 1, 1).uniform_(low, high, generator=generator))
-    luma = (shuffled * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    luma = (shuffled * torch.tensor(BT601_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
     return (luma + factor * (shuffled - luma)).clamp_(0, 1)
 
 
