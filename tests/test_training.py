@@ -11,8 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from panet_cli.errors import PanetError
 from panet_cli.loading.checkpoint import read_safetensors
 from panet_cli.loading.architectures import build_network
+from panet_cli.training import loop
+from panet_cli.training.data import CropSampler
+from panet_cli.training.hard_crops import HardCropReplay
 from panet_cli.training.loop import TrainConfig, cosine_lr, train
 from panet_cli.training.tasks import DegradationRecipe, sample_qualities
 
@@ -266,3 +270,57 @@ def test_colour_augmented_training_is_recorded_and_grey_models_ignore_it(image_f
     grey = load_uint8(list_images(image_folder), channels=1)
     sampler = CropSampler(grey, 16, seed=0, colour=True)
     assert not sampler.colour and sampler.batch(2).shape == (2, 1, 16, 16)
+
+def _orientations(crop: torch.Tensor) -> list[torch.Tensor]:
+    """The crop under every flip and 90-degree rotation."""
+    return [torch.rot90(c, k, dims=(1, 2)) for c in (crop, crop.flip(2)) for k in range(4)]
+
+
+def test_replay_hands_back_the_hardest_crops_once_in_new_orientations():
+    g = torch.Generator().manual_seed(0)
+    fresh = torch.rand(6, 3, 8, 8, generator=g)
+    losses = torch.tensor([0.1, 0.9, 0.2, 0.8, 0.3, 0.05])
+    replay = HardCropReplay(2, torch.Generator().manual_seed(1))
+    assert replay.take() is None  # nothing seen yet
+    replay.remember(fresh, losses)
+    back = replay.take()
+    assert back is not None and back.shape == (2, 3, 8, 8)
+    for crop, source in zip(back, (fresh[1], fresh[3])):  # losses 0.9 and 0.8
+        assert any(torch.equal(crop, o) for o in _orientations(source))
+    assert replay.take() is None  # each hard crop is replayed once
+
+
+def test_replay_of_zero_crops_is_off_and_a_negative_count_is_refused():
+    replay = HardCropReplay(0, torch.Generator())
+    replay.remember(torch.rand(4, 3, 8, 8), torch.rand(4))
+    assert replay.take() is None
+    with pytest.raises(ValueError):
+        HardCropReplay(-1, torch.Generator())
+
+
+def test_training_with_hard_crops_keeps_the_batch_size_and_records_the_option(image_folder, tmp_path, monkeypatch):
+    fresh_sizes: list[int] = []
+    batch_sizes: list[int] = []
+    sample, make_pair = CropSampler.batch, loop.make_pair
+
+    def counting_batch(self, size):
+        fresh_sizes.append(size)
+        return sample(self, size)
+
+    def counting_pair(recipe, clean, generator, validation=False):
+        if not validation:
+            batch_sizes.append(clean.shape[0])
+        return make_pair(recipe, clean, generator, validation=validation)
+
+    monkeypatch.setattr(CropSampler, "batch", counting_batch)
+    monkeypatch.setattr(loop, "make_pair", counting_pair)
+    record = loop.train(_config(image_folder, tmp_path / "m.safetensors", steps=4, val_every=4, hard_crops=2),
+                        log=lambda m: None)
+    assert batch_sizes == [4, 4, 4, 4]
+    assert fresh_sizes == [4, 2, 2, 2]  # from the second step on, 2 of the 4 crops are replays
+    assert record["stages"][-1]["hard_crops"] == 2
+
+
+def test_hard_crops_must_leave_room_for_fresh_ones(image_folder, tmp_path):
+    with pytest.raises(PanetError, match="hard-crops"):
+        loop.train(_config(image_folder, tmp_path / "m.safetensors", steps=2, batch=4, hard_crops=4), log=lambda m: None)

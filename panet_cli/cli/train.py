@@ -40,6 +40,9 @@ def train_command(
     val_holdout: int = typer.Option(8, help="Images held out for validation from the end of each folder."),
     val_crop: int = typer.Option(96, help="Side of the centre crop validated per held-out image."),
     batch: int = typer.Option(16, help="Crops per step (per process under torchrun)."),
+    hard_crops: int = typer.Option(
+        0, min=0, help="Crops of each batch replayed from the previous step's hardest (online hard-patch mining; 0 = off)."
+    ),
     steps: int = typer.Option(1000, help="Total step count to reach (a resumed run continues its count)."),
     lr: float = typer.Option(2e-4, help="Initial learning rate of this stage (cosine-decayed)."),
     sigma_min: float = typer.Option(0.0, help="Noise range, 0-255 scale (task denoise)."),
@@ -93,7 +96,7 @@ def train_command(
                                quality_sampling=quality_sampling, scale=scale, pattern=pattern)
     config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
                          attention=attention, patch=patch, shrink=shrink, shrink_jpeg_only=shrink_jpeg_only,
-                         sample_by_area=sample_by_area, colour_aug=colour_aug, val_holdout=val_holdout, val_crop=val_crop, batch=batch, steps=steps, lr=lr,
+                         sample_by_area=sample_by_area, colour_aug=colour_aug, hard_crops=hard_crops, val_holdout=val_holdout, val_crop=val_crop, batch=batch, steps=steps, lr=lr,
                          val_every=val_every, precision=precision, threads=threads, device=device, compile=compile_network, seed=seed,
                          resume=resume, init_from=init_from)
     with user_errors(console):

@@ -22,6 +22,7 @@ from panet_cli.loading.checkpoint import read_safetensors, save_safetensors
 from panet_cli.metrics import psnr
 from panet_cli.tasks import task_spec
 from panet_cli.training.data import CropSampler, center_crops, list_images, load_uint8, split_holdout
+from panet_cli.training.hard_crops import HardCropReplay
 from panet_cli.training.tasks import DegradationRecipe, make_pair
 from panet_cli.training.transfer import initialise_from
 
@@ -43,6 +44,7 @@ class TrainConfig:
     sample_by_area: bool = False
     colour_aug: bool = False
     batch: int = 16
+    hard_crops: int = 0  # crops per batch replayed from the previous step's hardest (see hard_crops.py)
     steps: int = 1000
     lr: float = 2e-4
     lr_min: float = 1e-6
@@ -137,6 +139,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     Writes ``config.out`` (best validation PSNR, model only, safetensors with metadata) and
     ``config.out`` + ``.state.pt`` (latest weights and optimizer, for an exact resume).
     """
+    if not 0 <= config.hard_crops < config.batch:
+        raise PanetError(f"--hard-crops must be at least 0 and below the batch size ({config.batch})")
     device = training_device(config.device)
     rank, world = _distributed(device)
     if config.threads:
@@ -179,18 +183,23 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
         net = torch.compile(net)
 
     gen = torch.Generator().manual_seed(config.seed * 7919 + rank + start_step)
+    replay = HardCropReplay(config.hard_crops, torch.Generator().manual_seed(config.seed * 104729 + rank + start_step))
 
     def one_step(use_bf16: bool) -> float:
-        clean = sampler.batch(config.batch)
+        hard = replay.take()
+        fresh = sampler.batch(config.batch - (0 if hard is None else hard.shape[0]))
+        clean = fresh if hard is None else torch.cat([fresh, hard])
         inputs, target = make_pair(config.recipe, clean, gen)  # on the CPU (JPEG is Pillow's)
         inputs = inputs.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         target = target.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = net(inputs)
-        loss = (out.float() - target).abs().mean()
+        per_crop = (out.float() - target).abs().flatten(1).mean(1)  # crops are one size: its mean is the L1
+        loss = per_crop.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        replay.remember(fresh, per_crop[: fresh.shape[0]])
         return loss.item()
 
     if start_step >= config.steps:
