@@ -124,6 +124,26 @@ def test_a_new_stage_writes_its_weights_even_below_the_previous_best(image_folde
     assert stage2["step"] > 10 and stage2["attention_enabled"] is True
 
 
+def test_a_cycle_resumed_from_model_weights_writes_its_output_even_below_their_best(image_folder, tmp_path):
+    """Resuming from a .safetensors starts a new cycle (Adam resets) into a new file: it must appear.
+
+    Before, the file's best validation PSNR carried over, so a cycle that never beat it (its first
+    steps at a fresh, higher rate usually do not) wrote no weights at all, only its .state.pt.
+    """
+    first = tmp_path / "first.safetensors"
+    train(_config(image_folder, first, steps=10), log=lambda m: None)
+    _, meta = read_safetensors(first)
+    out = tmp_path / "second.safetensors"
+    record = train(_config(image_folder, out, steps=20, resume=first, lr=5.0), log=lambda m: None)
+    assert record["curve"][-1][2] < meta["val_psnr"]
+    _, second = read_safetensors(out)
+    assert second["step"] == 20
+    # an exact resume from the .state.pt continues the cycle, and its best with it
+    record = train(_config(image_folder, out, steps=30, resume=Path(str(out) + ".state.pt"), lr=5.0),
+                   log=lambda m: None)
+    assert record["best_val_psnr"] >= record["curve"][-1][2]
+
+
 def test_torchrun_two_processes_on_cpu(image_folder, tmp_path):
     out = tmp_path / "ddp.safetensors"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

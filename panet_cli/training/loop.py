@@ -219,9 +219,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     record.setdefault("curve", [])
     record.setdefault("stages", [])
     record.setdefault("cpu_hours", 0.0)
-    # "Best" is per stage: a new stage (e.g. the attention switched on) must write its own weights even
-    # while it is still below the previous stage's best, or its file would never appear.
-    same_stage = record.get("stage_key") == _stage_key(config)
+    # "Best" is per stage and cycle: a new stage (e.g. the attention switched on), or a new cycle resumed
+    # from model-only weights (Adam reset), must write its own weights even while still below the previous
+    # best, or its file would never appear. Only an exact resume (a .state.pt) carries the best over.
+    same_stage = record.get("stage_key") == _stage_key(config) and optimizer_state is not None
     record["stage_key"] = _stage_key(config)
     record["stages"].append({k: v for k, v in asdict(config).items() if k not in ("resume", "init_from", "data", "out", "recipe")})
     best = record.get("best_val_psnr", -math.inf) if same_stage else -math.inf
