@@ -144,6 +144,40 @@ def test_a_cycle_resumed_from_model_weights_writes_its_output_even_below_their_b
     assert record["best_val_psnr"] >= record["curve"][-1][2]
 
 
+def test_any_steps_state_exports_to_model_weights_that_load_and_run_the_same(image_folder, tmp_path):
+    from panet_cli.loading import load_model
+    from panet_cli.training.export import export_state, main
+
+    out = tmp_path / "m.safetensors"
+    train(_config(image_folder, out, steps=10, val_every=5), log=lambda m: None)
+    state_path = Path(str(out) + ".state.pt")
+    state = torch.load(state_path, weights_only=True)
+    exported = tmp_path / "step10.safetensors"
+    meta = export_state(state_path, exported)
+    assert meta["step"] == 10
+    tensors, stored = read_safetensors(exported)
+    assert stored["step"] == 10 and stored["training"]["curve"][-1][0] == 10
+    assert stored["val_psnr"] == stored["training"]["curve"][-1][2]
+    model = build_network(stored["arch"], stored["config"])
+    model.load_state_dict(state["model"])
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(load_model(exported).model.eval()(x), model.eval()(x))
+    # never over an existing file; a state written before the metadata needs --like
+    with pytest.raises(PanetError, match="already exists"):
+        export_state(state_path, exported)
+    del state["meta"]
+    old = tmp_path / "old.state.pt"
+    torch.save(state, old)
+    with pytest.raises(PanetError, match="--like"):
+        export_state(old, tmp_path / "x.safetensors")
+    assert export_state(old, tmp_path / "y.safetensors", like=out)["recipe"]["sigma_min"] == 25
+    (tmp_path / "junk.state.pt").write_bytes(b"not a pickle")
+    with pytest.raises(SystemExit) as failed:
+        main([str(tmp_path / "junk.state.pt"), str(tmp_path / "z.safetensors")])
+    assert failed.value.code == 1
+
+
 def test_torchrun_two_processes_on_cpu(image_folder, tmp_path):
     out = tmp_path / "ddp.safetensors"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

@@ -251,9 +251,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
                 best = val
                 record["best_val_psnr"] = round(val, 4)
                 save_model(config, model, step, record, val)
+            # the model file's metadata too, so any step's state can be exported (training.export)
             torch.save(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                 "training": json.dumps(record)},
+                 "training": json.dumps(record), "meta": json.dumps(model_metadata(config, step, record, val))},
                 str(config.out) + ".state.pt",
             )
     if dist.is_initialized():
@@ -278,9 +279,8 @@ def validate(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, task:
     return psnr(out, target)
 
 
-def save_model(config: TrainConfig, model: nn.Module, step: int, record: dict[str, Any], val: float) -> None:
-    """Model-only safetensors with everything needed to rebuild and judge it."""
-    recipe = asdict(config.recipe)
+def model_metadata(config: TrainConfig, step: int, record: dict[str, Any], val: float) -> dict[str, Any]:
+    """Everything needed to rebuild and judge the model at ``step``: the metadata of our weights files."""
     meta = {
         "arch": config.arch,
         "config": config.network,
@@ -288,11 +288,16 @@ def save_model(config: TrainConfig, model: nn.Module, step: int, record: dict[st
         "step": step,
         "val_psnr": round(val, 4),
         "attention_enabled": config.attention,
-        "recipe": recipe,
+        "recipe": asdict(config.recipe),
         "training": {k: v for k, v in record.items()},
         "data": ", ".join(Path(f).name for f in config.folders),
         "provenance": "trained by the panet project (panet train)",
     }
     if task_spec(config.task).scaled:
         meta["scale"] = config.recipe.scale
-    save_safetensors(config.out, model.state_dict(), meta)
+    return meta
+
+
+def save_model(config: TrainConfig, model: nn.Module, step: int, record: dict[str, Any], val: float) -> None:
+    """Model-only safetensors with its metadata (see :func:`model_metadata`)."""
+    save_safetensors(config.out, model.state_dict(), model_metadata(config, step, record, val))
