@@ -1,6 +1,7 @@
 """Print the learning curve stored in one of our weights files: validation PSNR against CPU hours.
 
     python benchmarks/learning_curve.py weights/panet_denoise_blind.safetensors
+    python benchmarks/learning_curve.py runs/dn.safetensors.state.pt      # a training state: its latest step
 
 Every validation point of every training stage is kept in the file's metadata (``training.curve``:
 step, cumulative CPU hours of the training process, validation PSNR), so the curve travels with the
@@ -12,14 +13,27 @@ from __future__ import annotations
 import argparse
 
 
+def _metadata(path: str) -> dict:
+    """A weights file's metadata, or a training state's (its curve up to the state's own step)."""
+    if not path.endswith(".state.pt"):
+        from panet_cli.loading.checkpoint import read_safetensors
+
+        return read_safetensors(path)[1]
+    import json
+
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    training = json.loads(state["training"])
+    return {"step": state["step"], "val_psnr": training.get("best_val_psnr"), "training": training}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights")
     args = parser.parse_args()
 
-    from panet_cli.loading.checkpoint import read_safetensors
-
-    _, meta = read_safetensors(args.weights)
+    meta = _metadata(args.weights)
     training = meta.get("training", {})
     stages = training.get("stages", [])
     print(f"{args.weights}: step {meta.get('step')}, best validation PSNR {meta.get('val_psnr')} dB\n")

@@ -178,6 +178,16 @@ def test_any_steps_state_exports_to_model_weights_that_load_and_run_the_same(ima
     assert failed.value.code == 1
 
 
+def test_learning_curve_script_reads_a_training_state_too(image_folder, tmp_path):
+    """It read only .safetensors and raised a traceback on a .state.pt."""
+    out = tmp_path / "m.safetensors"
+    train(_config(image_folder, out, steps=10, val_every=5), log=lambda m: None)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_curve.py"
+    result = subprocess.run([sys.executable, str(script), str(out) + ".state.pt"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "step 10," in result.stdout and "| 10 |" in result.stdout
+
+
 def test_torchrun_two_processes_on_cpu(image_folder, tmp_path):
     out = tmp_path / "ddp.safetensors"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
