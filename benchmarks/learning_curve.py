@@ -21,9 +21,9 @@ def _metadata(path: str) -> dict:
         return read_safetensors(path)[1]
     import json
 
-    import torch
+    from panet_cli.training.export import read_state
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state(path)
     training = json.loads(state["training"])
     return {"step": state["step"], "val_psnr": training.get("best_val_psnr"), "training": training}
 

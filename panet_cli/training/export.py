@@ -18,10 +18,21 @@ from panet_cli.errors import PanetError
 from panet_cli.loading.checkpoint import read_safetensors, save_safetensors
 
 
+def read_state(path: Path | str) -> dict[str, Any]:
+    """A ``.state.pt`` written by ``panet train``, loaded weights-only; one clear error for anything else."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unreadable, truncated, or not a weights-only pickle: one line, no traceback
+        raise PanetError(f"{path}: not a readable training state ({type(e).__name__})") from None
+    if not isinstance(state, dict) or "model" not in state or "training" not in state:
+        raise PanetError(f"{path}: not a panet training state (.state.pt)")
+    return state
+
+
 def _metadata(state: dict[str, Any], like: Path | None) -> dict[str, Any]:
     """The state's own model metadata; older states (without it) borrow recipe and data from ``like``."""
-    if "meta" in state:
-        return json.loads(state["meta"])
+    if "meta" in state:  # stored without the training record, which the state holds once, beside it
+        return {**json.loads(state["meta"]), "training": json.loads(state["training"])}
     if like is None:
         raise PanetError("this training state predates stored metadata: name the model file its cycle started "
                          "from with --like (its recipe and data are borrowed)")
@@ -41,12 +52,7 @@ def export_state(state_path: Path, out: Path, like: Path | None = None) -> dict[
     """Write the model of ``state_path`` to ``out`` (a new file) with its metadata; returns the metadata."""
     if out.exists():
         raise PanetError(f"{out}: already exists; choose a new name")
-    try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unreadable, truncated, or not a weights-only pickle: one line, no traceback
-        raise PanetError(f"{state_path}: not a readable training state ({type(e).__name__})") from None
-    if not isinstance(state, dict) or "model" not in state or "training" not in state:
-        raise PanetError(f"{state_path}: not a panet training state (.state.pt)")
+    state = read_state(state_path)
     meta = _metadata(state, like)
     save_safetensors(out, state["model"], meta)
     return meta

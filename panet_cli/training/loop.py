@@ -251,10 +251,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
                 best = val
                 record["best_val_psnr"] = round(val, 4)
                 save_model(config, model, step, record, val)
-            # the model file's metadata too, so any step's state can be exported (training.export)
+            # the model file's metadata too (less the record, stored once), so any step's state can be
+            # exported (training.export)
+            meta = {k: v for k, v in model_metadata(config, step, record, val).items() if k != "training"}
             torch.save(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                 "training": json.dumps(record), "meta": json.dumps(model_metadata(config, step, record, val))},
+                 "training": json.dumps(record), "meta": json.dumps(meta)},
                 str(config.out) + ".state.pt",
             )
     if dist.is_initialized():
