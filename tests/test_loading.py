@@ -266,6 +266,34 @@ def test_fp16_storage_halves_the_file_and_keeps_config_and_metadata(tmp_path: Pa
     assert store_fp16(path) == (after, after) and path.read_bytes() == stored  # idempotent: sha256 unchanged
 
 
+def test_store_window_changes_the_default_window_only(tmp_path: Path) -> None:
+    """``store_window``: the file runs with the new window, keeps its weights, and records why and what was trained."""
+    from panet_cli.loading.checkpoint import store_window
+
+    config = {"n_resblocks": 2, "n_feats": 8, "n_colors": 3, "reduction": 2, "input_skip": True, "window": 8,
+              "window_overlap": 2}
+    net = tiny_panet(**{k: v for k, v in config.items() if k not in ("n_resblocks", "n_feats", "n_colors")})
+    path = tmp_path / "ours.safetensors"
+    save_safetensors(path, net.state_dict(), {"arch": "PANet", "config": config, "task": "denoise", "step": 7})
+    assert store_window(path, 4, 0, "measured: same PSNR, half the time") == "8/2"
+    desc = load_model(path)
+    assert (desc.window, desc.model.attention.window_overlap) == (4, 0)
+    _, meta = read_safetensors(path)
+    assert meta["window_choice"] == "measured: same PSNR, half the time" and meta["window_trained"] == "8/2"
+    assert meta["step"] == 7
+    expected = net.eval()
+    expected.attention.window, expected.attention.window_overlap = 4, 0
+    assert torch.equal(output(desc.model), output(expected))
+    store_window(path, 6, 1, "again")
+    assert read_safetensors(path)[1]["window_trained"] == "8/2"  # the trained window is kept, not overwritten
+    with pytest.raises(CheckpointError, match="overlap"):
+        store_window(path, 4, 4, "bad")
+    bogus = tmp_path / "bogus.safetensors"
+    bogus.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(CheckpointError, match="bogus.safetensors"):
+        store_window(bogus, 4, 0, "x")
+
+
 def test_state_dict_source_is_copied() -> None:
     net = tiny_panet()
     desc = load_model(net.state_dict())

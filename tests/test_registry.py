@@ -247,6 +247,25 @@ def test_refresh_shipped(setup: dict) -> None:
     assert registry.refresh_shipped(manifest) == []  # idempotent
 
 
+def test_window_choice_through_the_maintainer_command(setup: dict, capsys: pytest.CaptureFixture) -> None:
+    """``python -m panet_cli.registry --window FILE W:OV --why ... --refresh-shipped``: file and manifest follow."""
+    from panet_cli.registry.__main__ import _main
+
+    manifest, file = setup["weights"] / "manifest.json", setup["weights"] / "blind.safetensors"
+    with pytest.raises(SystemExit) as stop:
+        _main(["--window", str(file), "4:0", "--manifest", str(manifest)])
+    assert stop.value.code == 2 and "--why" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _main(["--window", str(file), "four", "--why", "x", "--manifest", str(manifest)])
+    assert "W:OVERLAP" in capsys.readouterr().err
+    assert _main(["--window", str(file), "4:0", "--why", "measured", "--refresh-shipped", "--manifest",
+                  str(manifest)]) == 0
+    assert "0/0 -> 4/0" in capsys.readouterr().out
+    entry = json.loads(manifest.read_text())["models"][0]
+    assert entry["config"]["window"] == 4 and entry["sha256"] == hashlib.sha256(file.read_bytes()).hexdigest()
+    assert registry.find_model("denoise") == file  # the changed file is accepted, not refused as modified
+
+
 # ---------------------------------------------------------------- import / remove through the CLI
 
 
