@@ -41,8 +41,8 @@ def save_safetensors(path: str | Path, state_dict: dict[str, torch.Tensor], meta
 
     path = Path(path)
     tensors = _unshared({k: v.detach().contiguous().cpu() for k, v in state_dict.items()})
-    meta = {"panet_format": FORMAT_VERSION}
-    meta.update({k: json.dumps(v) for k, v in metadata.items()})
+    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    meta["panet_format"] = FORMAT_VERSION  # always this writer's own, even over one read from an older file
     data = save(tensors, metadata=meta)
     with atomic_open(path) as f:
         f.write(data)
@@ -97,7 +97,6 @@ def store_fp16(path: str | Path) -> tuple[int, int]:
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     if meta.get("stored_dtype") == "float16" and all(half[k].dtype == v.dtype for k, v in tensors.items()):
         return before, before  # the rewrite would change nothing but the metadata's order
-    meta.pop("panet_format", None)
     meta["stored_dtype"] = "float16"
     save_safetensors(path, half, meta)
     return before, path.stat().st_size
@@ -126,7 +125,6 @@ def store_window(path: str | Path, window: int, overlap: int, why: str) -> str:
     meta.setdefault("window_trained", old)
     config.update(window=window or None, window_overlap=overlap)
     meta["window_choice"] = why
-    meta.pop("panet_format", None)
     save_safetensors(path, tensors, meta)
     return old
 

@@ -41,9 +41,10 @@ def _main(argv: list[str] | None = None) -> int:
         file, spec = args.window
         try:
             window, overlap = (int(part) for part in spec.split(":"))
-            old = store_window(file, window, overlap, args.why)
         except ValueError:
             parser.error(f"--window {file} {spec}: give the window as W:OVERLAP, e.g. 12:0")
+        try:
+            old = store_window(file, window, overlap, args.why)
         except (CheckpointError, OSError) as e:
             parser.error(str(e))
         print(f"{file}: attention window {old} -> {window}/{overlap}")
