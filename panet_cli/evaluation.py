@@ -268,11 +268,13 @@ def model_method(
     precision: str = "fp32",
     tile: int | str | None = None,
     tile_overlap: int | None = None,
+    tta: bool = False,
     name: str | None = None,
 ) -> Method:
     """Our model through :func:`panet_cli.inference.restore`, exactly as the CLI runs it.
 
-    ``tile``/``tile_overlap`` of None keep restore's defaults (the model's own tiling).
+    ``tile``/``tile_overlap`` of None keep restore's defaults (the model's own tiling); ``tta`` scores the
+    x8 flip/rotate self-ensemble the task commands' ``--tta`` runs, so its gain can be weighed against its time.
     """
     from panet_cli.inference import RestoreOptions, restore
 
@@ -281,7 +283,7 @@ def model_method(
     options = RestoreOptions(
         level=protocol.level if spec.level is not None else None, scale=protocol.scale if spec.scaled else None,
         pattern=protocol.pattern, precision=precision, tile=defaults.tile if tile is None else tile,
-        tile_overlap=defaults.tile_overlap if tile_overlap is None else tile_overlap,
+        tile_overlap=defaults.tile_overlap if tile_overlap is None else tile_overlap, tta=tta,
     )
 
     def run(image: np.ndarray) -> np.ndarray:

@@ -186,6 +186,17 @@ def test_eval_cli_json_with_a_tiny_model(folder, tiny_weights):
     assert data["mean"]["tiny"]["s_per_mp"] > 0
 
 
+def test_eval_cli_scores_the_self_ensemble_with_tta(folder, tiny_weights):
+    args = ["eval", str(folder), "--weights", str(tiny_weights), "--sigma", "30", "--limit", "1", "--json"]
+    plain = json.loads(CliRunner().invoke(app, args).stdout)
+    result = CliRunner().invoke(app, [*args, "--tta"])
+    assert result.exit_code == 0, result.output
+    ensemble = json.loads(result.stdout)
+    assert ensemble["methods"] == ["tiny (tta)"]
+    # the same noisy input, restored 8 ways and averaged: a different score from the single pass
+    assert ensemble["mean"]["tiny (tta)"]["psnr"] != pytest.approx(plain["mean"]["tiny"]["psnr"], abs=1e-6)
+
+
 def test_eval_cli_table_with_baselines_and_limit(folder, tiny_weights):
     pytest.importorskip("bm3d")
     pytest.importorskip("cv2")

@@ -104,6 +104,7 @@ def eval_command(
     tile_overlap: Optional[int] = typer.Option(None, min=0, help="Pixels shared by neighbouring tiles (default: the model's)."),
     window: Optional[int] = typer.Option(None, min=0, help="Override the attention window (pixels; 0 = whole tile), to measure its effect."),
     no_attention: bool = typer.Option(False, "--no-attention", help="Bypass the attention block, to measure its worth."),
+    tta: bool = typer.Option(False, "--tta", help="Score the model's x8 flip/rotate self-ensemble, as the task commands' --tta runs it."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | mps."),
     precision: Precision = typer.Option(Precision.auto, help="Arithmetic on the device, as the task commands: auto is bf16 where native (falls back where unsupported)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
@@ -141,8 +142,10 @@ def eval_command(
             label = descriptor.name + (" (no attention)" if no_attention else "")
             if window is not None and not no_attention:
                 label += f" (window {window or 'tile'})"
+            if tta:
+                label += " (tta)"
             methods.append(model_method(descriptor, protocol, device=device, precision=precision.value, tile=tile,
-                                        tile_overlap=tile_overlap, name=label))
+                                        tile_overlap=tile_overlap, tta=tta, name=label))
         if baselines or baselines_only:
             from panet_cli.evaluation import baseline_methods
 
