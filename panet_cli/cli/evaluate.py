@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
-from panet_cli.cli.options import Pattern, Precision, Task, print_note, stderr_console, usage_error, user_errors
+from panet_cli.cli.options import Pattern, Precision, Task, Tta, print_note, stderr_console, usage_error, user_errors
 from panet_cli.tasks import task_spec
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def eval_command(
     tile_overlap: Optional[int] = typer.Option(None, min=0, help="Pixels shared by neighbouring tiles (default: the model's)."),
     window: Optional[int] = typer.Option(None, min=0, help="Override the attention window (pixels; 0 = whole tile), to measure its effect."),
     no_attention: bool = typer.Option(False, "--no-attention", help="Bypass the attention block, to measure its worth."),
-    tta: bool = typer.Option(False, "--tta", help="Score the model's x8 flip/rotate self-ensemble, as the task commands' --tta runs it."),
+    tta: Tta = False,  # the task commands' own option: eval scores exactly what they run
     device: str = typer.Option("auto", help="auto | cpu | cuda | mps."),
     precision: Precision = typer.Option(Precision.auto, help="Arithmetic on the device, as the task commands: auto is bf16 where native (falls back where unsupported)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
