@@ -388,3 +388,23 @@ def test_training_with_hard_crops_keeps_the_batch_size_and_records_the_option(im
 def test_hard_crops_must_leave_room_for_fresh_ones(image_folder, tmp_path):
     with pytest.raises(PanetError, match="hard-crops"):
         loop.train(_config(image_folder, tmp_path / "m.safetensors", steps=2, batch=4, hard_crops=4), log=lambda m: None)
+
+
+def test_l2_loss_trains_on_the_squared_error_and_is_recorded(image_folder, tmp_path):
+    """--loss l2 (PSNR's own error, for fine-tuning) reaches the step. Same seed, so the same network and
+    batch: the mean squared error lies between the squared mean absolute error (Jensen) and, with errors
+    under 1, well below the mean absolute error itself."""
+    from typer.testing import CliRunner
+
+    from panet_cli.cli.app import app
+
+    logged: dict[str, list[str]] = {"l1": [], "l2": []}
+    for name, lines in logged.items():
+        torch.manual_seed(0)
+        record = train(_config(image_folder, tmp_path / f"{name}.safetensors", steps=1, val_every=1, loss=name),
+                       log=lines.append)
+        assert record["stages"][-1]["loss"] == name
+    first_loss = {name: float(next(m for m in lines if m.startswith("step 1 ")).split()[3]) for name, lines in logged.items()}
+    assert first_loss["l1"] ** 2 <= first_loss["l2"] < 0.5 * first_loss["l1"], first_loss
+    bad = CliRunner().invoke(app, ["train", str(image_folder), "-o", str(tmp_path / "x.safetensors"), "--loss", "l3"])
+    assert bad.exit_code != 0 and "l1, l2" in bad.output

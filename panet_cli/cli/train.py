@@ -43,6 +43,7 @@ def train_command(
     hard_crops: int = typer.Option(
         0, min=0, help="Crops of each batch replayed from the previous step's hardest (online hard-patch mining; 0 = off)."
     ),
+    loss: str = typer.Option("l1", help="Per-pixel loss: l1 | l2 (PSNR's own error: for fine-tuning at the end)."),
     steps: int = typer.Option(1000, help="Total step count to reach (a resumed run continues its count)."),
     lr: float = typer.Option(2e-4, help="Initial learning rate of this stage (cosine-decayed)."),
     sigma_min: float = typer.Option(0.0, help="Noise range, 0-255 scale (task denoise)."),
@@ -67,13 +68,15 @@ def train_command(
 ) -> None:
     """Train a model (see weights/README.md for the recipes behind the shipped weights)."""
     from panet_cli.tasks import task_spec
-    from panet_cli.training.loop import TrainConfig, train
+    from panet_cli.training.loop import PIXEL_LOSSES, TrainConfig, train
     from panet_cli.training.tasks import QUALITY_SAMPLINGS, DegradationRecipe
 
     console = stderr_console()
     task, pattern = task.value, pattern.value
     if precision not in ("auto", "fp32", "bf16"):
         raise typer.BadParameter("use auto, fp32 or bf16", param_hint="--precision")
+    if loss not in PIXEL_LOSSES:
+        raise typer.BadParameter(f"use one of {', '.join(PIXEL_LOSSES)}", param_hint="--loss")
     if colors not in (1, 3):
         raise typer.BadParameter("use 1 (grayscale) or 3 (colour)", param_hint="--colors")
     if quality_sampling not in QUALITY_SAMPLINGS:
@@ -96,7 +99,7 @@ def train_command(
                                quality_sampling=quality_sampling, scale=scale, pattern=pattern)
     config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
                          attention=attention, patch=patch, shrink=shrink, shrink_jpeg_only=shrink_jpeg_only,
-                         sample_by_area=sample_by_area, colour_aug=colour_aug, hard_crops=hard_crops, val_holdout=val_holdout, val_crop=val_crop, batch=batch, steps=steps, lr=lr,
+                         sample_by_area=sample_by_area, colour_aug=colour_aug, hard_crops=hard_crops, loss=loss, val_holdout=val_holdout, val_crop=val_crop, batch=batch, steps=steps, lr=lr,
                          val_every=val_every, precision=precision, threads=threads, device=device, compile=compile_network, seed=seed,
                          resume=resume, init_from=init_from)
     with user_errors(console):
