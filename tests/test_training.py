@@ -408,3 +408,5 @@ def test_l2_loss_trains_on_the_squared_error_and_is_recorded(image_folder, tmp_p
     assert first_loss["l1"] ** 2 <= first_loss["l2"] < 0.5 * first_loss["l1"], first_loss
     bad = CliRunner().invoke(app, ["train", str(image_folder), "-o", str(tmp_path / "x.safetensors"), "--loss", "l3"])
     assert bad.exit_code != 0 and "l1, l2" in bad.output
+    with pytest.raises(PanetError, match="unknown loss 'l3'"):  # the library refuses it before training, too
+        train(_config(image_folder, tmp_path / "x.safetensors", steps=1, loss="l3"), log=lambda m: None)

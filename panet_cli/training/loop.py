@@ -150,6 +150,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
     """
     if not 0 <= config.hard_crops < config.batch:
         raise PanetError(f"--hard-crops must be at least 0 and below the batch size ({config.batch})")
+    if config.loss not in PIXEL_LOSSES:
+        raise PanetError(f"unknown loss {config.loss!r}: use one of {', '.join(PIXEL_LOSSES)}")
     device = training_device(config.device)
     rank, world = _distributed(device)
     if config.threads:
