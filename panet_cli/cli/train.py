@@ -68,15 +68,13 @@ def train_command(
 ) -> None:
     """Train a model (see weights/README.md for the recipes behind the shipped weights)."""
     from panet_cli.tasks import task_spec
-    from panet_cli.training.loop import PIXEL_LOSSES, TrainConfig, train
+    from panet_cli.training.loop import TrainConfig, train
     from panet_cli.training.tasks import QUALITY_SAMPLINGS, DegradationRecipe
 
     console = stderr_console()
     task, pattern = task.value, pattern.value
     if precision not in ("auto", "fp32", "bf16"):
         raise typer.BadParameter("use auto, fp32 or bf16", param_hint="--precision")
-    if loss not in PIXEL_LOSSES:
-        raise typer.BadParameter(f"use one of {', '.join(PIXEL_LOSSES)}", param_hint="--loss")
     if colors not in (1, 3):
         raise typer.BadParameter("use 1 (grayscale) or 3 (colour)", param_hint="--colors")
     if quality_sampling not in QUALITY_SAMPLINGS:
