@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -410,3 +411,17 @@ def test_l2_loss_trains_on_the_squared_error_and_is_recorded(image_folder, tmp_p
     assert bad.exit_code != 0 and "l1, l2" in bad.output
     with pytest.raises(PanetError, match="unknown loss 'l3'"):  # the library refuses it before training, too
         train(_config(image_folder, tmp_path / "x.safetensors", steps=1, loss="l3"), log=lambda m: None)
+
+
+def test_auto_precision_keeps_fp32_without_native_bf16_however_the_clock_reads():
+    # a step timed under load once made bf16 look faster on a CPU that emulates it (1.8x slower there)
+    seen: list[bool] = []
+
+    def bf16_looks_faster(use_bf16: bool) -> None:
+        seen.append(use_bf16)
+        time.sleep(0.0 if use_bf16 else 0.01)
+
+    assert loop.choose_precision("auto", bf16_looks_faster, native_bf16=False) is False
+    assert seen == []  # no timing steps: they would train the model under the wrong precision
+    assert loop.choose_precision("auto", bf16_looks_faster, native_bf16=True) is True
+    assert loop.choose_precision("bf16", bf16_looks_faster, native_bf16=False) is True

@@ -56,7 +56,7 @@ def train_command(
     pattern: Pattern = typer.Option(Pattern.RGGB, help="Bayer pattern (task demosaic)."),
     colors: int = typer.Option(3, help="Image channels: 3 colour, 1 grayscale."),
     val_every: int = typer.Option(250, help="Validate (and save if best) every N steps."),
-    precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto times both and keeps the faster)."),
+    precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto: fp32 where the device has no native bf16, else times both and keeps the faster)."),
     threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps (under torchrun: one GPU per process)."),
     compile_network: bool = typer.Option(False, "--compile", help="torch.compile the network (1.3x faster steps measured on CPU; a minute to compile)."),
