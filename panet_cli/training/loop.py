@@ -225,14 +225,15 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
         log(f"already at step {start_step} >= {config.steps}; nothing to do")
         return record
     model.train()
-    if config.precision == "auto":
+    native_bf16 = auto_precision(device) == torch.bfloat16
+    if config.precision == "auto" and native_bf16:
         # the timing steps train a little: put weights and optimizer back afterwards
         snapshot = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
-        use_bf16 = choose_precision("auto", one_step, auto_precision(device) == torch.bfloat16)
+        use_bf16 = choose_precision("auto", one_step, native_bf16)
         model.load_state_dict(snapshot[0])
         optimizer.load_state_dict(snapshot[1])
-    else:
-        use_bf16 = config.precision == "bf16"
+    else:  # nothing to time: no copy of the weights and optimizer
+        use_bf16 = choose_precision(config.precision, one_step, native_bf16)
     log(f"training {config.arch} {config.network} on {len(train_images)} images, {device}, precision {'bf16' if use_bf16 else 'fp32'}")
 
     record.setdefault("curve", [])
