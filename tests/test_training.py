@@ -52,6 +52,14 @@ def test_cosine_schedule_decays_to_minimum():
     assert cosine_lr(50, 0, 100, 1e-3, 1e-6) < 1e-3
 
 
+def test_warmup_ramps_linearly_then_follows_the_cosine():
+    """A resumed stage starts from a small step size, not at full ``lr`` with a fresh Adam."""
+    assert cosine_lr(100, 100, 200, 1e-3, 1e-6, warmup=10) == 0.0
+    assert cosine_lr(105, 100, 200, 1e-3, 1e-6, warmup=10) == pytest.approx(0.5 * cosine_lr(105, 100, 200, 1e-3, 1e-6))
+    assert cosine_lr(110, 100, 200, 1e-3, 1e-6, warmup=10) == pytest.approx(cosine_lr(110, 100, 200, 1e-3, 1e-6))
+    assert cosine_lr(150, 100, 200, 1e-3, 1e-6, warmup=10) == cosine_lr(150, 100, 200, 1e-3, 1e-6)
+
+
 def test_log_quality_sampling_gives_low_qualities_more_weight():
     g = torch.Generator().manual_seed(0)
     uniform = sample_qualities(DegradationRecipe("car", quality_min=10, quality_max=60), 20000, g)

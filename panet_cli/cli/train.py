@@ -46,6 +46,8 @@ def train_command(
     loss: str = typer.Option("l1", help="Per-pixel loss: l1 | l2 (PSNR's own error: for fine-tuning at the end)."),
     steps: int = typer.Option(1000, help="Total step count to reach (a resumed run continues its count)."),
     lr: float = typer.Option(2e-4, help="Initial learning rate of this stage (cosine-decayed)."),
+    warmup: int = typer.Option(0, min=0, help="Steps of linear learning-rate ramp at the start of the stage "
+                               "(for --resume from a weights file: its Adam starts afresh)."),
     sigma_min: float = typer.Option(0.0, help="Noise range, 0-255 scale (task denoise)."),
     sigma_max: float = typer.Option(75.0),
     quality_min: int = typer.Option(10, help="JPEG quality range (task car)."),
@@ -97,7 +99,7 @@ def train_command(
                                quality_sampling=quality_sampling, scale=scale, pattern=pattern)
     config = TrainConfig(data=data, out=out, task=task, arch=arch, network=network, recipe=recipe,
                          attention=attention, patch=patch, shrink=shrink, shrink_jpeg_only=shrink_jpeg_only,
-                         sample_by_area=sample_by_area, colour_aug=colour_aug, hard_crops=hard_crops, loss=loss, val_holdout=val_holdout, val_crop=val_crop, batch=batch, steps=steps, lr=lr,
+                         sample_by_area=sample_by_area, colour_aug=colour_aug, hard_crops=hard_crops, loss=loss, val_holdout=val_holdout, val_crop=val_crop, batch=batch, steps=steps, lr=lr, warmup=warmup,
                          val_every=val_every, precision=precision, threads=threads, device=device, compile=compile_network, seed=seed,
                          resume=resume, init_from=init_from)
     with user_errors(console):

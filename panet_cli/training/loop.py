@@ -58,6 +58,7 @@ class TrainConfig:
     steps: int = 1000
     lr: float = 2e-4
     lr_min: float = 1e-6
+    warmup: int = 0  # steps of linear ramp to ``lr`` at the start of the stage
     val_every: int = 250
     val_holdout: int = 8
     val_crop: int = 96
@@ -102,10 +103,18 @@ def _distributed(device: torch.device) -> tuple[int, int]:
     return 0, 1
 
 
-def cosine_lr(step: int, start: int, end: int, lr: float, lr_min: float) -> float:
-    """Cosine decay from ``lr`` at ``start`` to ``lr_min`` at ``end``."""
+def cosine_lr(step: int, start: int, end: int, lr: float, lr_min: float, warmup: int = 0) -> float:
+    """Cosine decay from ``lr`` at ``start`` to ``lr_min`` at ``end``, after ``warmup`` steps of linear ramp.
+
+    The ramp is for resuming trained weights with a fresh Adam: its first updates are about ``lr`` per
+    weight whatever the gradient, which cost the shipped demosaicer 0.47 dB of validation PSNR in
+    its first 10 steps at 6e-5.
+    """
     t = min(1.0, max(0.0, (step - start) / max(1, end - start)))
-    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * t))
+    cosine = lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * t))
+    if warmup > 0 and step - start <= warmup:
+        return cosine * max(step - start, 0) / warmup
+    return cosine
 
 
 def choose_precision(requested: str, step_fn: Callable[[bool], None], native_bf16: bool) -> bool:
@@ -114,6 +123,8 @@ def choose_precision(requested: str, step_fn: Callable[[bool], None], native_bf1
 
     Without native bf16, autocast measured 1.8x (AVX-512 without BF16) to 17x (AVX2) slower than fp32, but a
     single timed step under load once chose it anyway: the capability decides first, the clock only confirms.
+    With native bf16 (AVX512_BF16, 1 thread) a HalfResPANet demosaicing step took 4.3 s against 7.1 s in fp32,
+    with the same validation PSNR 50 steps later.
     """
     if requested != "auto":
         return requested == "bf16"
@@ -254,7 +265,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
         record["curve"].append([start_step, 0.0, round(validate(model, val_input, val_target, config.task), 4)])
     for step in range(start_step + 1, config.steps + 1):
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, stage_start, config.steps, config.lr, config.lr_min)
+            group["lr"] = cosine_lr(step, stage_start, config.steps, config.lr, config.lr_min, config.warmup)
         losses.append(one_step(use_bf16))
         if progress is not None:
             progress(step, config.steps, losses[-1])
