@@ -11,7 +11,9 @@ PSNR against s/MP of the variants `benchmarks/attention_worth.py` measures (bypa
 
 Numbers the weights file does not hold come from ``--figures`` JSON files (later files win), keyed by model
 name: ``val_baselines`` ({method: dB, or {"psnr": dB, "steps": [first, last]}}), ``attention_worth``
-({"set", "source", "rows": [{"variant", "psnr", "s_per_mp"}]}) and ``curve_marks`` ([{"step", "label"}]);
+({"set", "source", "step", "rows": [{"variant", "psnr", "s_per_mp"}]}) and ``curve_marks`` ([{"step", "label"}]);
+an ``attention_worth`` whose "step" is not the file's step was measured on other weights, so it is not drawn
+(a retrained model keeps no picture of its predecessor's attention);
 ``--worth`` reads ``attention_worth.py``'s printed output (its first line names the model) and wins over them.
 The same keys in the file's metadata (top level or under ``training``)
 win over any figures file, so a model that stores them needs no side file. Nothing is drawn by hand: every
@@ -172,6 +174,14 @@ def plot_curve(name: str, meta: dict[str, Any], figures: dict[str, Any], out: Pa
     return True
 
 
+def stale_worth(meta: dict[str, Any], figures: dict[str, Any]) -> str | None:
+    """Why the attention figures do not describe this file (measured on another step), or None."""
+    measured = (figures.get("attention_worth") or {}).get("step")
+    if measured is None or measured == meta.get("step"):
+        return None
+    return f"attention figures are for step {measured}, the file is step {meta.get('step')}: re-measure"
+
+
 def plot_worth(name: str, figures: dict[str, Any], out: Path) -> bool:
     """PSNR against s/MP of the attention variants; False when no variant has both numbers."""
     import matplotlib.pyplot as plt
@@ -199,8 +209,8 @@ def plot_worth(name: str, figures: dict[str, Any], out: Path) -> bool:
     ax.legend(fontsize=8, loc="upper left")
     ax.set_xlabel("seconds per megapixel (lower is faster)")
     ax.set_ylabel("PSNR (dB)")
-    ax.set_title(f"{name}: what the attention is worth" + (f" ({worth['set']})" if worth.get("set") else ""),
-                 fontsize=11)
+    about = ", ".join(str(part) for part in (worth.get("set"), worth.get("step") and f"step {worth['step']}") if part)
+    ax.set_title(f"{name}: what the attention is worth" + (f" ({about})" if about else ""), fontsize=11)
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -239,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         name = model_names(path, meta)[-1]
         found = figures_for(path, meta, figures)
         stem = path.stem.replace("_", "-")
+        stale = stale_worth(meta, found)
+        if stale:
+            print(f"{path.name}: {stale} (attention plot skipped)")
+            found.pop("attention_worth")
         for kind, plot in (("curve", lambda out: plot_curve(name, meta, found, out)),
                            ("attention", lambda out: plot_worth(name, found, out))):
             out = args.out / f"{stem}_{kind}.png"

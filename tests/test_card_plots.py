@@ -88,3 +88,38 @@ def test_figures_come_from_metadata_first_and_absent_ones_are_skipped(card_plots
 ])
 def test_validation_in_words_follows_the_task_table(card_plots, meta, words):
     assert card_plots._validation(meta) == words
+
+
+def test_attention_figures_of_other_weights_are_not_drawn(card_plots, tmp_path, capsys):
+    """A retrained model must not keep its predecessor's attention picture (session 20 found three stale)."""
+    rows = [{"variant": "attention bypassed", "psnr": 30.0, "s_per_mp": 2.0},
+            {"variant": "window 12, overlap 0 (stored default)", "psnr": 29.9, "s_per_mp": 6.0}]
+    weights = _weights(tmp_path / "retrained.safetensors", step=900,
+                       training={"curve": [[0, 0.0, 20.0], [900, 1.0, 21.0]]})
+    figures = tmp_path / "figures.json"
+    figures.write_text(json.dumps({"retrained": {"attention_worth": {"set": "Set5", "step": 400, "rows": rows}}}))
+    out = tmp_path / "plots"
+    assert card_plots.main([str(weights), "--figures", str(figures), "--out", str(out)]) == 0
+    assert "attention figures are for step 400, the file is step 900" in capsys.readouterr().out
+    assert not (out / "retrained_attention.png").exists()
+    _png(out / "retrained_curve.png")
+    figures.write_text(json.dumps({"retrained": {"attention_worth": {"set": "Set5", "step": 900, "rows": rows}}}))
+    assert card_plots.main([str(weights), "--figures", str(figures), "--out", str(out)]) == 0
+    _png(out / "retrained_attention.png")
+
+
+def test_shipped_models_attention_figures_are_for_the_shipped_steps(card_plots):
+    """card_figures.json's attention measurements name the step of each weights file in weights/."""
+    from panet_cli.loading.checkpoint import read_safetensors
+
+    root = SCRIPT.parents[1]
+    figures = card_plots.load_figures([root / "benchmarks" / "card_figures.json"])
+    checked = 0
+    for path in sorted((root / "weights").glob("*.safetensors")):
+        _, meta = read_safetensors(path)
+        worth = card_plots.figures_for(path, meta, figures).get("attention_worth")
+        if worth:
+            why = card_plots.stale_worth(meta, {"attention_worth": worth}) or "no step recorded"
+            assert worth.get("step") == meta.get("step"), f"{path.name}: {why}"
+            checked += 1
+    assert checked >= 6
