@@ -209,7 +209,9 @@ def plot_worth(name: str, figures: dict[str, Any], out: Path) -> bool:
     ax.legend(fontsize=8, loc="upper left")
     ax.set_xlabel("seconds per megapixel (lower is faster)")
     ax.set_ylabel("PSNR (dB)")
-    about = ", ".join(str(part) for part in (worth.get("set"), worth.get("step") and f"step {worth['step']}") if part)
+    parts = [str(worth["set"])] if worth.get("set") else []
+    parts += [f"step {worth['step']}"] if "step" in worth else []
+    about = ", ".join(parts)
     ax.set_title(f"{name}: what the attention is worth" + (f" ({about})" if about else ""), fontsize=11)
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.grid(alpha=0.3)
