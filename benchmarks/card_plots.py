@@ -10,7 +10,8 @@ PSNR, one row per validation), with the baselines' validation PSNR as horizontal
 PSNR against s/MP of the variants `benchmarks/attention_worth.py` measures (bypassed, each window).
 
 Numbers the weights file does not hold come from ``--figures`` JSON files (later files win), keyed by model
-name: ``val_baselines`` ({method: dB, or {"psnr": dB, "steps": [first, last]}}), ``attention_worth``
+name: ``val_baselines`` ({label: dB, or {"psnr": dB, "steps": [first, last], ...}}: what
+``benchmarks/val_baselines.py`` measures on the curve's own crops; the other keys say which run), ``attention_worth``
 ({"set", "source", "step", "rows": [{"variant", "psnr", "s_per_mp"}]}) and ``curve_marks`` ([{"step", "label"}]);
 an ``attention_worth`` whose "step" is not the file's step was measured on other weights, so it is not drawn
 (a retrained model keeps no picture of its predecessor's attention);

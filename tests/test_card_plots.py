@@ -123,3 +123,35 @@ def test_shipped_models_attention_figures_are_for_the_shipped_steps(card_plots):
             assert worth.get("step") == meta.get("step"), f"{path.name}: {why}"
             checked += 1
     assert checked >= 6
+
+
+def test_shipped_models_validation_baselines_are_measured_on_their_validation_crops(card_plots):
+    """Every val_baselines line of card_figures.json is re-measured on the crops it claims (session 20 found the
+    demosaicer's and SR x4's drawn from crops of an earlier training design: 27.2 dB bilinear beside a 40 dB curve)."""
+    from panet_cli.baselines import BASELINES, BaselineUnavailable
+    from panet_cli.loading.checkpoint import read_safetensors
+
+    spec = importlib.util.spec_from_file_location("val_baselines", SCRIPT.parent / "val_baselines.py")
+    val_baselines = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(val_baselines)
+    if not val_baselines.TRAIN_DATA.is_dir():
+        pytest.skip(f"needs the training images ({val_baselines.TRAIN_DATA})")
+    root = SCRIPT.parents[1]
+    figures = card_plots.load_figures([root / "benchmarks" / "card_figures.json"])
+    checked = 0
+    for path in sorted((root / "weights").glob("*.safetensors")):
+        _, meta = read_safetensors(path)
+        for label, value in (card_plots.figures_for(path, meta, figures).get("val_baselines") or {}).items():
+            line = value if isinstance(value, dict) else {"psnr": value}
+            method = line.get("method", label)
+            if method not in BASELINES:  # another model's validation (e.g. panet-denoise-blind): says how it was got
+                assert line.get("source"), f"{path.name}: {label} is neither a baseline method nor has a source"
+                continue
+            folders = val_baselines.training_folders(meta, line.get("data"))
+            try:
+                measured = val_baselines.baselines_on_validation(meta, [method], line.get("stage", -1), folders)
+            except BaselineUnavailable:
+                continue
+            assert abs(measured[method] - line["psnr"]) < 0.006, f"{path.name}: {label} is {measured[method]:.3f} dB"
+            checked += 1
+    assert checked >= 8

@@ -177,16 +177,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, progress: Any
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed + rank)
     random.seed(config.seed + rank)
-    channels = 1 if config.network.get("n_colors", 3) == 1 else 3
-    folders = config.folders
-    train_paths, val_paths = split_holdout([list_images(f) for f in folders], config.val_holdout)
-    train_images = load_uint8(train_paths, channels, config.shrink, config.shrink_jpeg_only)
-    val_images = load_uint8(val_paths, channels, config.shrink, config.shrink_jpeg_only)
+    train_paths, _ = split_holdout([list_images(f) for f in config.folders], config.val_holdout)
+    train_images = load_uint8(train_paths, _channels(config), config.shrink, config.shrink_jpeg_only)
     sampler = CropSampler(train_images, config.patch, seed=config.seed * 1000 + rank, by_area=config.sample_by_area,
                           colour=config.colour_aug)
-    val_clean = center_crops(val_images, min(config.val_crop, *(min(v.shape[1:]) for v in val_images)))
-    val_input, val_target = make_pair(config.recipe, val_clean, torch.Generator().manual_seed(1234), validation=True)
-    val_input, val_target = val_input.to(device), val_target.to(device)
+    val_input, val_target = (t.to(device) for t in validation_set(config))
 
     model = build_network(config.arch, config.network)
     start_step, record, optimizer_state = _restore(config, model)
@@ -299,6 +294,20 @@ def _stage_key(config: TrainConfig) -> str:
     """Optimizer state and "best" carry over only within a stage (same attention, patch and data scale)."""
     key: list = [config.attention, config.patch]
     return json.dumps(key + [config.shrink] if config.shrink > 1 else key)
+
+
+def _channels(config: TrainConfig) -> int:
+    return 1 if config.network.get("n_colors", 3) == 1 else 3
+
+
+def validation_set(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) that every validation of a run scores: the centre crops of the images held out of
+    each folder, degraded with a fixed seed, so every point of a curve is comparable with the others and
+    with a classical method scored on the same crops (``benchmarks/val_baselines.py``)."""
+    _, val_paths = split_holdout([list_images(f) for f in config.folders], config.val_holdout)
+    val_images = load_uint8(val_paths, _channels(config), config.shrink, config.shrink_jpeg_only)
+    val_clean = center_crops(val_images, min(config.val_crop, *(min(v.shape[1:]) for v in val_images)))
+    return make_pair(config.recipe, val_clean, torch.Generator().manual_seed(1234), validation=True)
 
 
 @torch.no_grad()
