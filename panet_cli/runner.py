@@ -47,6 +47,8 @@ def network_cost(descriptor: ModelDescriptor) -> NetworkCost:
         window_overlap=attention.window_overlap,
         chunk_bytes=attention.max_chunk_bytes,
         attention=bool(attention.enabled),
+        fold=int(getattr(net, "feature_fold", 1)),
+        group_bytes=min(attention.max_chunk_bytes, attention.window_group_bytes),
     )
 
 

@@ -54,6 +54,8 @@ class NetworkCost:
     window_overlap: int = 8
     chunk_bytes: int = 256 * 2**20  # the attention's budget for one chunk of scores
     attention: bool = True  # False when the attention layer is bypassed
+    fold: int = 1  # image pixels per side of one feature position (2 for the half-resolution networks)
+    group_bytes: int = 2 * 2**20  # windowed attention: one group's (queries x keys) matrix, at least a window's
 
 
 def tile_grid(height: int, width: int, tile: int, overlap: int, align: int = 1) -> list[Tile]:
@@ -144,32 +146,36 @@ def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
 
 
 def estimate_tile_bytes(cost: NetworkCost, height: int, width: int, bytes_per_value: int = 4) -> int:
-    """Rough peak memory of one forward pass on a ``height`` x ``width`` tile.
+    """Rough peak memory of one forward pass on a ``height`` x ``width`` tile (an upper bound, not a fit).
 
-    Backbone activations are a few feature maps of ``n_feats`` channels; the upsampler holds
-    ``n_feats * scale**2`` channels at input size. The attention stores, per region it attends
-    over (the whole tile, or each window), unfolded keys and values for ~3.3 keys per pixel
-    (``9C/r + 9C`` values each), the unfolded queries and pasted patches, plus one chunk of
-    scores bounded by its own budget.
+    Everything but the image-sized buffers lives on the features, ``fold`` times smaller per side than the
+    tile. Backbone activations are a few feature maps of ``n_feats`` channels; the upsampler holds
+    ``n_feats * scale**2`` channels at input size. Whole-input attention stores unfolded keys and values
+    for ~3.3 keys per pixel (``9C/r + 9C`` values each), the unfolded queries and pasted patches, plus one
+    chunk of scores bounded by its own budget. Windowed attention computes pixel scores window group by
+    window group (no unfolding): the windows cut out in one copy, attended into another, merged into a
+    feature map, plus one group's fp32 score matrices (``group_bytes`` each, or one window's).
     """
     n = height * width
+    fh, fw = -(-height // cost.fold), -(-width // cost.fold)
+    nf = fh * fw
     f, r, b = cost.n_feats, max(1, cost.reduction), bytes_per_value
-    backbone = 6 * f * n + (2 * f * cost.scale**2 * n if cost.scale > 1 else 0) + 4 * cost.n_colors * n * cost.scale**2
+    backbone = 6 * f * nf + (2 * f * cost.scale**2 * nf if cost.scale > 1 else 0) + 4 * cost.n_colors * n * cost.scale**2
     if not cost.attention:
         return int(backbone * b)
-    if cost.window is None or (height <= cost.window and width <= cost.window):
-        regions, area = 1, n
-    else:
-        step = max(1, cost.window - cost.window_overlap)
-        regions = math.ceil(max(1, height - cost.window_overlap) / step) * math.ceil(
-            max(1, width - cost.window_overlap) / step
-        )
-        area = min(cost.window, height) * min(cost.window, width)
-    patch = 9 * f * (1 + 1 / r)  # one key (9C/r) plus one value (9C)
-    keys = KEYS_PER_PIXEL * area
-    # keys and values are concatenated, transposed and normalised: about two copies of each.
-    attention = regions * (2 * keys * patch + area * patch + keys * f * (1 + 1 / r))
-    scores = min(cost.chunk_bytes, 2 * regions * area * keys * b)
+    if cost.window is None or (fh <= cost.window and fw <= cost.window):
+        keys = KEYS_PER_PIXEL * nf
+        patch = 9 * f * (1 + 1 / r)  # one key (9C/r) plus one value (9C)
+        # keys and values are concatenated, transposed and normalised: about two copies of each.
+        attention = 2 * keys * patch + nf * patch + keys * f * (1 + 1 / r)
+        scores = min(cost.chunk_bytes, 2 * nf * keys * b)
+        return int((backbone + attention) * b + scores)
+    step = max(1, cost.window - cost.window_overlap)
+    regions = math.ceil(max(1, fh - cost.window_overlap) / step) * math.ceil(max(1, fw - cost.window_overlap) / step)
+    area = min(cost.window, fh) * min(cost.window, fw)
+    attention = 2 * regions * area * f + nf * f
+    per_window = 4 * area * KEYS_PER_PIXEL * area  # one fp32 (queries x keys) matrix; a group holds ~4
+    scores = 4 * max(per_window, min(cost.group_bytes, regions * per_window))
     return int((backbone + attention) * b + scores)
 
 

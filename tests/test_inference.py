@@ -126,7 +126,7 @@ def test_sr_tiling_300x200_agrees_with_whole(tmp_path, scale):
 
 def test_auto_tile_respects_a_small_memory_budget(tmp_path):
     model = tiny(tmp_path, window=16, window_overlap=4)
-    image = photo(120, 90)
+    image = photo(560, 420)  # estimated near 0.1 GB: over the 64 MiB floor of any budget
     calls = []
     out = restore(image, "denoise", model=model, device="cpu", max_memory=8 * 2**20,
                   progress=lambda d, t: calls.append((d, t)))

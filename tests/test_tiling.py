@@ -122,9 +122,11 @@ def test_memory_estimate_grows_with_tile_and_window_bounds_attention():
     # chunked attention: keys and values grow with the area, the score chunk has its own cap
     assert 2.5 < estimates[-1] / estimates[-2] < 4.5
     no_attention = NetworkCost(n_feats=64, n_colors=3, attention=False)
-    # 3.3 keys per pixel of 9C/r + 9C values each dwarf the backbone's few feature maps
-    assert estimate_tile_bytes(no_attention, 256, 256) * 5 < estimate_tile_bytes(windowed, 256, 256)
+    # whole-input attention: 3.3 keys per pixel of 9C/r + 9C values each dwarf the backbone's few feature maps
     assert estimate_tile_bytes(no_attention, 256, 256) * 5 < estimates[-1]
+    # windowed attention scores pixels a window group at a time: a few more feature maps, not unfolded patches
+    assert estimate_tile_bytes(no_attention, 256, 256) < estimate_tile_bytes(windowed, 256, 256)
+    assert estimate_tile_bytes(windowed, 256, 256) < 3 * estimate_tile_bytes(no_attention, 256, 256)
     sr = NetworkCost(n_feats=64, n_colors=3, scale=4, attention=False)
     assert estimate_tile_bytes(sr, 64, 64) > estimate_tile_bytes(no_attention, 64, 64)
 
@@ -165,3 +167,28 @@ def test_retry_halves_the_tile_until_it_fits():
         run_with_retry(lambda t: (_ for _ in ()).throw(MemoryError()), 128, 500)
     with pytest.raises(ValueError):
         run_with_retry(lambda t: (_ for _ in ()).throw(ValueError("not memory")), 128, 500)
+
+
+def test_half_resolution_features_are_estimated_at_their_own_size():
+    """The demosaicer (12/0 windows on 2x2-folded features) was estimated at 10.4 GB for a 500 x 500
+    McMaster image (measured peak: 0.2 GB), so with half the free RAM under that it was cut into four 480 px
+    tiles and ran 4x slower (session 21). Estimates stay upper bounds of the measured peaks."""
+    half_res = NetworkCost(n_feats=96, n_colors=3, window=12, window_overlap=0, chunk_bytes=64 * 2**20, fold=2)
+    assert 0.2 * 2**30 < estimate_tile_bytes(half_res, 502, 502) < 0.5 * 2**30
+    assert 0.66 * 2**30 < estimate_tile_bytes(half_res, 1002, 1002) < 1.3 * 2**30
+    assert choose_tile(502, 502, 2 * 2**30, half_res, cap=512) == 0
+    full_res = NetworkCost(n_feats=96, n_colors=3, window=12, window_overlap=0, chunk_bytes=64 * 2**20)
+    assert estimate_tile_bytes(full_res, 502, 502) > 3 * estimate_tile_bytes(half_res, 502, 502)
+
+
+def test_runner_reads_the_feature_fold_off_the_network(tmp_path):
+    from panet_cli.loading import load_model
+    from panet_cli.loading.checkpoint import save_safetensors
+    from panet_cli.networks.half_res import HalfResPANet
+    from panet_cli.runner import network_cost
+
+    model = HalfResPANet(n_resblocks=2, n_feats=8, n_colors=3, window=4, window_overlap=0)
+    path = tmp_path / "half.safetensors"
+    save_safetensors(path, model.state_dict(), {"arch": "HalfResPANet", "task": "denoise", "config": {
+        "n_resblocks": 2, "n_feats": 8, "n_colors": 3, "window": 4, "window_overlap": 0}})
+    assert network_cost(load_model(path)).fold == 2

@@ -29,6 +29,8 @@ class HalfResPANet(nn.Module):
 
     # Tiles must start on multiples of this: at an odd offset the 2x2 folding groups other pixels.
     size_multiple = FOLD
+    # Image pixels per side of one feature position: what the tiler's memory estimate divides by.
+    feature_fold = FOLD
 
     def __init__(
         self,
