@@ -18,30 +18,44 @@ import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from panet_cli.training.loop import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_DATA = ROOT.parent / "shared" / "data" / "train"
 
 
-def validation_config(meta: dict[str, Any], folders: list[Path], stage_index: int = -1) -> Any:
+def validation_config(meta: dict[str, Any], stage: int = -1, folders: list[Path] | None = None) -> TrainConfig:
     """The TrainConfig of one training stage of the file (default: its last), as far as the validation crops
-    depend on it: a curve whose validation changed part-way needs each part's baselines."""
+    depend on it (a curve whose validation changed part-way needs each part's baselines). ``folders`` default
+    to the file's training folders; a missing stage or folder raises PanetError."""
+    from panet_cli.errors import PanetError
     from panet_cli.training.loop import TrainConfig
     from panet_cli.training.tasks import DegradationRecipe
 
-    stage = ((meta.get("training") or {}).get("stages") or [{}])[stage_index]
+    if "recipe" not in meta or "task" not in meta:
+        raise PanetError("no training recipe stored (not written by panet train)")
+    stages = (meta.get("training") or {}).get("stages") or [{}]
+    if not -len(stages) <= stage < len(stages):
+        raise PanetError(f"no training stage {stage}: the file records {len(stages)}")
+    folders = folders or training_folders(meta)
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing or not folders:
+        raise PanetError(f"training folder not found: {', '.join(missing) or 'none named'} (name them with --data)")
+    chosen = stages[stage]
     return TrainConfig(
         data=folders, out=Path("unused"), task=meta["task"], network=dict(meta.get("config") or {}),
-        recipe=DegradationRecipe(**meta["recipe"]), shrink=stage.get("shrink", 1),
-        shrink_jpeg_only=stage.get("shrink_jpeg_only", False), val_holdout=stage.get("val_holdout", 8),
-        val_crop=stage.get("val_crop", 96))
+        recipe=DegradationRecipe(**meta["recipe"]), shrink=chosen.get("shrink", 1),
+        shrink_jpeg_only=chosen.get("shrink_jpeg_only", False), val_holdout=chosen.get("val_holdout", 8),
+        val_crop=chosen.get("val_crop", 96))
 
 
-def score_baselines(config: Any, names: list[str]) -> dict[str, float]:
+def score_baselines(config: TrainConfig, names: list[str]) -> dict[str, float]:
     """{baseline name: validation PSNR}, each method given the input the model gets, scored as validate() scores."""
     from panet_cli.baselines import BASELINES
     from panet_cli.metrics import psnr
@@ -73,24 +87,11 @@ def training_folders(meta: dict[str, Any], names: list[str] | None = None) -> li
 
 def baselines_on_validation(meta: dict[str, Any], names: list[str] | None = None, stage: int = -1,
                             folders: list[Path] | None = None) -> dict[str, float]:
-    """{baseline: PSNR} on the validation crops of one stage of a weights file (metadata ``meta``).
-
-    ``names`` default to the task row's baselines, ``folders`` to the file's training folders; a stage that
-    does not exist or a folder that is missing raises PanetError.
-    """
-    from panet_cli.errors import PanetError
+    """{baseline: PSNR} on the validation crops of one stage of a weights file (metadata ``meta``); ``names``
+    default to the task row's baselines."""
     from panet_cli.tasks import task_spec
 
-    if "recipe" not in meta or "task" not in meta:
-        raise PanetError("no training recipe stored (not written by panet train)")
-    stages = (meta.get("training") or {}).get("stages") or [{}]
-    if not -len(stages) <= stage < len(stages):
-        raise PanetError(f"no training stage {stage}: the file records {len(stages)}")
-    folders = folders or training_folders(meta)
-    missing = [str(f) for f in folders if not f.is_dir()]
-    if missing or not folders:
-        raise PanetError(f"training folder not found: {', '.join(missing) or 'none named'} (name them with --data)")
-    config = validation_config(meta, folders, stage)
+    config = validation_config(meta, stage, folders)
     return score_baselines(config, names or list(task_spec(config.task).baselines))
 
 
@@ -106,17 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     from panet_cli.baselines import BaselineUnavailable
     from panet_cli.errors import PanetError
     from panet_cli.loading.checkpoint import read_safetensors
+    from panet_cli.tasks import task_spec
 
     try:
         _, meta = read_safetensors(args.weights)
-        scores = baselines_on_validation(meta, args.baselines, args.stage, args.data)
+        config = validation_config(meta, args.stage, args.data)
+        scores = score_baselines(config, args.baselines or list(task_spec(config.task).baselines))
     except (PanetError, BaselineUnavailable, OSError) as e:
         print(f"error: {args.weights}: {e}", file=sys.stderr)
         return 1
     except KeyError as e:
         print(f"error: no baseline named {e}", file=sys.stderr)
         return 1
-    config = validation_config(meta, args.data or training_folders(meta), args.stage)
     print(f"{args.weights.name}: validation crops of stage {args.stage}: {len(config.folders)} folder(s), "
           f"{config.val_holdout} held out of each, {config.val_crop} px centre crops, "
           f"shrink {config.shrink}{' (JPEG only)' if config.shrink_jpeg_only else ''}")

@@ -48,7 +48,7 @@ def network_cost(descriptor: ModelDescriptor) -> NetworkCost:
         chunk_bytes=attention.max_chunk_bytes,
         attention=bool(attention.enabled),
         fold=int(getattr(net, "feature_fold", 1)),
-        group_bytes=min(attention.max_chunk_bytes, attention.window_group_bytes),
+        group_bytes=attention.group_budget,
     )
 
 

@@ -171,7 +171,7 @@ class PyramidAttention(nn.Module):
         grid = WindowGrid(h, w, min(self.window, h), min(self.window, w), self.window_overlap)
         windows = grid.partition(x)
         channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        group = max(1, min(self.max_chunk_bytes, self.window_group_bytes) // self._local_bytes(grid.size_y, grid.size_x))
+        group = max(1, self.group_budget // self._local_bytes(grid.size_y, grid.size_x))
         if len(windows) <= group:
             return grid.merge(self._attend_group(windows), channels_last)
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
@@ -187,6 +187,12 @@ class PyramidAttention(nn.Module):
     # Windows per group: the shifted adds and the softmax run from cache when a group's (queries x keys)
     # matrix stays near 2 MiB (measured 4x faster per window at 8 windows of 12 x 12 than at 66).
     window_group_bytes = 2 * 2**20
+
+    @property
+    def group_budget(self) -> int:
+        """Bytes of one window group's (queries x keys) matrix (a group holds at least one window), which the
+        tiler's memory estimate also counts."""
+        return min(self.max_chunk_bytes, self.window_group_bytes)
 
     def _local_bytes(self, h: int, w: int) -> int:
         """Bytes of one fp32 (queries x keys) matrix of :meth:`_attend_local` per h x w image (it holds ~4)."""
